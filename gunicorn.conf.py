@@ -1,0 +1,59 @@
+"""gunicorn settings for the ticker. Command-line flags override any of them."""
+
+import logging
+import os
+import resource
+import shutil
+import tempfile
+
+wsgi_app = "ticker:create_app()"
+bind = ["127.0.0.1:8000"]
+worker_class = "gevent"
+workers = int(os.environ.get("WEB_CONCURRENCY") or os.cpu_count() or 1)
+# Each stream holds one connection: 10,000 streams per worker, plus room for API calls.
+worker_connections = 12_000
+# Streams never end by themselves; the workers end them on SIGTERM, so this stays short.
+graceful_timeout = 3
+timeout = 30
+keepalive = 5
+# A Last-Event-ID (header or lastEventId query parameter) may be up to 16 KiB.
+limit_request_line = 0
+limit_request_field_size = 32_768
+errorlog = "-"
+loglevel = "info"
+
+# Ten thousand sockets need ten thousand descriptors: raise the soft limit to the hard one.
+_soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+if _soft != _hard:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (_hard, _hard))
+
+# Metrics from every worker are summed through files in one directory, made before any
+# worker imports prometheus_client.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="ticker-metrics-")
+    os.environ["TICKER_OWN_METRICS_DIR"] = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+
+
+def post_worker_init(worker):
+    # gevent has patched this worker by now: start the feed reader and the sweeper, and
+    # have our loggers write one-line records through gunicorn's error log.
+    for name in ("ticker", "simulator"):
+        logger = logging.getLogger(name)
+        logger.handlers = worker.log.error_log.handlers
+        logger.setLevel(worker.log.error_log.level)
+        logger.propagate = False
+    worker.wsgi.extensions["ticker"].start(stopping=lambda: not worker.alive)
+
+
+def child_exit(server, worker):
+    # A dead worker's gauges must stop counting in /metrics.
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    # Remove the metrics directory this configuration made.
+    owned = os.environ.get("TICKER_OWN_METRICS_DIR")
+    if owned:
+        shutil.rmtree(owned, ignore_errors=True)

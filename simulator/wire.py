@@ -1,0 +1,277 @@
+"""The feed protocol: newline-delimited JSON, one UTF-8 object a line.
+
+Strategy: this module is sans-IO. ``Decoder.feed(bytes)`` takes whatever a socket read
+returned, keeps a partial last line for the next call, and hands back one item per
+complete line: a ``dict`` for a good line, a ``WireError`` for a bad one, in the order
+the lines came. Returning errors in-line (instead of raising) lets the caller answer
+each bad line and carry on with the next, so one bad line never costs the good ones
+around it. A line longer than ``MAX_LINE`` is reported once and skipped up to its
+newline without ever being held in memory whole.
+
+The same module validates what each side receives: requests (``parse_request``) on the
+market side, and hello, snapshot and tick messages (``parse_quote`` and friends) on the
+subscriber side, so a misbehaving source can never put garbage into a stream.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "MAX_LINE",
+    "QUOTE_FIELDS",
+    "SYMBOL_RE",
+    "Decoder",
+    "InjectRequest",
+    "SymbolsRequest",
+    "WireError",
+    "encode",
+    "error",
+    "hello",
+    "parse_hello",
+    "parse_quote",
+    "parse_request",
+    "parse_snapshot",
+    "reply",
+    "snapshot",
+    "tick",
+]
+
+MAX_LINE = 64 * 1024
+SYMBOL_RE = re.compile(r"^[A-Z][A-Z0-9.]{0,9}$")
+QUOTE_FIELDS = (
+    "symbol", "price", "open", "high", "low", "change", "change_pct", "volume", "size", "ts", "seq",
+)
+
+
+class WireError(ValueError):
+    """A line or message that breaks the protocol; its text is the one-line reason."""
+
+
+def _reject_constant(name: str) -> Any:
+    raise WireError(f"not JSON: {name} is not allowed")
+
+
+def _loads(line: bytes) -> dict:
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError:
+        raise WireError("line is not UTF-8") from None
+    try:
+        message = json.loads(text, parse_constant=_reject_constant)
+    except WireError:
+        raise
+    except (ValueError, RecursionError):
+        raise WireError("line is not JSON") from None
+    if not isinstance(message, dict):
+        raise WireError("line is not a JSON object")
+    return message
+
+
+class Decoder:
+    """Turns a byte stream into messages, one per newline-terminated line."""
+
+    def __init__(self, max_line: int = MAX_LINE) -> None:
+        self._max_line = max_line
+        self._partial = bytearray()
+        self._skipping = False
+
+    def feed(self, data: bytes) -> list[dict | WireError]:
+        items: list[dict | WireError] = []
+        start = 0
+        while True:
+            end = data.find(b"\n", start)
+            if end < 0:
+                break
+            if self._skipping:
+                self._skipping = False
+            elif len(self._partial) + (end - start) > self._max_line:
+                items.append(self._too_long())
+            else:
+                if self._partial:
+                    self._partial += data[start:end]
+                    line = bytes(self._partial)
+                    self._partial.clear()
+                else:
+                    line = data[start:end]
+                items.extend(self._decode(line))
+            self._partial.clear()
+            start = end + 1
+        rest = len(data) - start
+        if rest and not self._skipping:
+            if len(self._partial) + rest > self._max_line:
+                items.append(self._too_long())
+                self._partial.clear()
+                self._skipping = True
+            else:
+                self._partial += data[start:]
+        return items
+
+    def _too_long(self) -> WireError:
+        return WireError(f"line longer than {self._max_line} bytes")
+
+    @staticmethod
+    def _decode(line: bytes) -> list[dict | WireError]:
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        if not line.strip():
+            return []
+        try:
+            return [_loads(line)]
+        except WireError as exc:
+            return [exc]
+
+
+def encode(message: dict) -> bytes:
+    """One message as one line: compact JSON, UTF-8, newline-terminated."""
+    return json.dumps(message, separators=(",", ":"), allow_nan=False).encode() + b"\n"
+
+
+# Market -> subscriber -------------------------------------------------------------
+
+def hello(epoch: str, seq: int, universe: list[dict], rate: float) -> dict:
+    return {"type": "hello", "epoch": epoch, "seq": seq, "rate": rate, "universe": universe}
+
+
+def snapshot(seq: int, quotes: list[dict]) -> dict:
+    return {"type": "snapshot", "seq": seq, "quotes": quotes}
+
+
+def tick(quote: dict) -> dict:
+    return {"type": "tick", **quote}
+
+
+def reply(request_id: Any = None, **fields: Any) -> dict:
+    message = {"type": "reply", **fields}
+    if request_id is not None:
+        message["id"] = request_id
+    return message
+
+
+def error(reason: str, request_id: Any = None) -> dict:
+    message = {"type": "error", "error": reason}
+    if request_id is not None:
+        message["id"] = request_id
+    return message
+
+
+# Subscriber -> market -------------------------------------------------------------
+
+@dataclass(frozen=True)
+class InjectRequest:
+    symbol: str
+    price: float
+    id: Any = None
+
+
+@dataclass(frozen=True)
+class SymbolsRequest:
+    id: Any = None
+
+
+def _request_id(message: dict) -> Any:
+    value = message.get("id")
+    if value is None or isinstance(value, (str, int)) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float) and math.isfinite(value):  # 1e999 parses as inf
+        return value
+    raise WireError("id must be a string or a finite number")
+
+
+def positive_price(value: Any) -> float:
+    """A price is a finite number above zero (booleans are not numbers here)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise WireError("price must be a number")
+    try:
+        price = float(value)
+    except OverflowError:  # an integer too large for a float
+        raise WireError("price must be a finite positive number, not a huge integer") from None
+    if not math.isfinite(price) or price <= 0:
+        raise WireError(f"price must be a finite positive number, not {value!r}")
+    return price
+
+
+def parse_request(message: dict) -> InjectRequest | SymbolsRequest:
+    """Validate a subscriber's request line.
+
+    Raises:
+        WireError: unknown op or bad fields; the reason goes back as an error reply.
+    """
+    op = message.get("op")
+    request_id = _request_id(message)
+    if op == "inject":
+        symbol = message.get("symbol")
+        if not isinstance(symbol, str) or not symbol:
+            raise WireError("inject needs a symbol")
+        return InjectRequest(symbol, positive_price(message.get("price")), request_id)
+    if op == "symbols":
+        return SymbolsRequest(request_id)
+    if op is None:
+        raise WireError("request has no op")
+    raise WireError(f"unknown op {str(op)[:40]!r}")
+
+
+# Subscriber-side validation -------------------------------------------------------
+
+def _int(message: dict, key: str) -> int:
+    value = message.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise WireError(f"{key} must be a non-negative integer")
+    return value
+
+
+def _number(message: dict, key: str) -> float:
+    value = message.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise WireError(f"{key} must be a finite number")
+    try:
+        finite = math.isfinite(value)
+    except OverflowError:  # an integer too large for a float
+        finite = False
+    if not finite:
+        raise WireError(f"{key} must be a finite number")
+    return value
+
+
+def parse_quote(message: dict) -> dict:
+    """The quote in a tick or snapshot, reduced to the known fields and checked."""
+    symbol = message.get("symbol")
+    if not isinstance(symbol, str) or not SYMBOL_RE.match(symbol):
+        raise WireError("quote has no valid symbol")
+    positive_price(message.get("price"))
+    quote = {"symbol": symbol}
+    for key in QUOTE_FIELDS[1:]:
+        if key in ("volume", "size", "ts", "seq"):
+            quote[key] = _int(message, key)
+        else:
+            quote[key] = _number(message, key)
+    return quote
+
+
+def parse_hello(message: dict) -> tuple[str, int, list[dict]]:
+    epoch = message.get("epoch")
+    if not isinstance(epoch, str) or not re.fullmatch(r"[A-Za-z0-9]{1,32}", epoch):
+        raise WireError("hello has no valid epoch")
+    universe = message.get("universe")
+    if not isinstance(universe, list):
+        raise WireError("hello has no universe")
+    listed = []
+    for company in universe:
+        if not isinstance(company, dict):
+            raise WireError("universe entry is not an object")
+        symbol, name = company.get("symbol"), company.get("name")
+        if not isinstance(symbol, str) or not SYMBOL_RE.match(symbol) or not isinstance(name, str):
+            raise WireError("universe entry needs a symbol and a name")
+        listed.append({"symbol": symbol, "name": name, "sector": str(company.get("sector", ""))})
+    return epoch, _int(message, "seq"), listed
+
+
+def parse_snapshot(message: dict) -> tuple[int, list[dict]]:
+    quotes = message.get("quotes")
+    if not isinstance(quotes, list):
+        raise WireError("snapshot has no quotes")
+    return _int(message, "seq"), [parse_quote(q) for q in quotes if isinstance(q, dict)]

@@ -1,0 +1,188 @@
+"""A small SSE client for tests: a WHATWG-exact parser over a plain HTTP connection.
+
+Written from the standard's parsing rules, not from the server's encoder, so the tests
+check the bytes on the wire the way a browser reads them.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+_LINE_END = re.compile(rb"[\r\n]")
+
+
+@dataclass
+class Event:
+    type: str
+    data: str
+    id: str
+
+    def json(self):
+        return json.loads(self.data)
+
+
+@dataclass
+class Parser:
+    """The event-stream interpretation algorithm, fed bytes in arbitrary pieces."""
+
+    last_event_id: str = ""
+    retry: int | None = None
+    comments: list[str] = field(default_factory=list)
+    _buffer: bytes = b""
+    _data: list[str] = field(default_factory=list)
+    _type: str = ""
+    _id_buffer: str = ""
+    _first_line: bool = True
+    _pending_cr: bool = False
+
+    def __post_init__(self) -> None:
+        self._id_buffer = self.last_event_id
+
+    def feed(self, chunk: bytes) -> list[Event]:
+        events: list[Event] = []
+        self._buffer += chunk
+        while True:
+            found = _LINE_END.search(self._buffer)
+            if found is None:
+                return events
+            cut = found.start()
+            ending = self._buffer[cut]
+            line = self._buffer[:cut]
+            rest = self._buffer[cut + 1:]
+            if self._pending_cr and cut == 0 and ending == 0x0A:
+                # the LF of a CRLF whose CR ended the previous line
+                self._pending_cr = False
+                self._buffer = rest
+                continue
+            self._pending_cr = ending == 0x0D
+            self._buffer = rest
+            text = line.decode("utf-8", errors="replace")
+            if self._first_line:
+                self._first_line = False
+                text = text.removeprefix("\ufeff")
+            event = self._line(text)
+            if event is not None:
+                events.append(event)
+
+    def _line(self, line: str) -> Event | None:
+        if line == "":
+            return self._dispatch()
+        if line.startswith(":"):
+            self.comments.append(line[1:])
+            return None
+        name, colon, value = line.partition(":")
+        if colon and value.startswith(" "):
+            value = value[1:]
+        if name == "event":
+            self._type = value
+        elif name == "data":
+            self._data.append(value)
+        elif name == "id":
+            if "\0" not in value:
+                self._id_buffer = value
+        elif name == "retry" and value.isascii() and value.isdigit():
+            self.retry = int(value)
+        return None
+
+    def _dispatch(self) -> Event | None:
+        self.last_event_id = self._id_buffer
+        if not self._data:
+            self._type = ""
+            return None
+        event = Event(self._type or "message", "\n".join(self._data), self.last_event_id)
+        self._data = []
+        self._type = ""
+        return event
+
+
+class SSEClient:
+    """One open stream: ``GET`` with optional ``Last-Event-ID``, then events as they come."""
+
+    def __init__(self, base_url: str, path: str, last_event_id: str | None = None,
+                 timeout: float = 10.0, headers: dict | None = None) -> None:
+        parts = urlsplit(base_url)
+        self.conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+        sent = {"Accept": "text/event-stream", **(headers or {})}
+        if last_event_id is not None:
+            sent["Last-Event-ID"] = last_event_id
+        self.conn.request("GET", path, headers=sent)
+        self.response = self.conn.getresponse()
+        self.status = self.response.status
+        self.headers = self.response.headers
+        self.parser = Parser(last_event_id or "")
+        self.events: list[Event] = []
+        self.ended = False
+        self._unread: list[Event] = []
+
+    def _pump(self, deadline: float) -> None:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("no event before the deadline")
+        self.conn.sock.settimeout(remaining)
+        try:
+            chunk = self.response.read1(65536)
+        except TimeoutError:
+            raise TimeoutError("no event before the deadline") from None
+        if not chunk:
+            self.ended = True
+            raise EOFError("stream ended")
+        for event in self.parser.feed(chunk):
+            self.events.append(event)
+            self._unread.append(event)
+
+    def next(self, timeout: float = 10.0, type: str | None = None) -> Event:
+        """The next unread event (of ``type``, skipping others), or TimeoutError."""
+        deadline = time.monotonic() + timeout
+        while True:
+            while self._unread:
+                event = self._unread.pop(0)
+                if type is None or event.type == type:
+                    return event
+            self._pump(deadline)
+
+    def read_until(self, done, timeout: float = 10.0) -> list[Event]:
+        """Read until ``done(event)`` is true for an event; returns the events read."""
+        deadline = time.monotonic() + timeout
+        read = []
+        while True:
+            event = self.next(max(0.001, deadline - time.monotonic()))
+            read.append(event)
+            if done(event):
+                return read
+
+    def read_for(self, seconds: float) -> list[Event]:
+        """Everything that arrives within ``seconds``."""
+        deadline = time.monotonic() + seconds
+        read = []
+        while True:
+            try:
+                read.append(self.next(max(0.0, deadline - time.monotonic()) or 0.001))
+            except TimeoutError:
+                return read
+            if time.monotonic() >= deadline:
+                return read
+
+    def read_to_end(self, timeout: float) -> float:
+        """Read until the server ends the stream; returns how long that took."""
+        started = time.monotonic()
+        deadline = started + timeout
+        while not self.ended:
+            try:
+                self._pump(deadline)
+            except EOFError:
+                break
+        return time.monotonic() - started
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> SSEClient:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,111 @@
+"""The event log: contiguous history, exact replay, snapshots, ids and conflation bounds."""
+
+import json
+
+import pytest
+
+from tests.sse_client import Parser
+from ticker.eventlog import EventLog, GapError
+
+UNIVERSE = [{"symbol": s, "name": f"{s} Inc", "sector": "Tech"} for s in ("AAA", "BBB", "CCC")]
+
+
+def quote(symbol, seq, price=10.0):
+    return {"symbol": symbol, "price": price, "open": 10.0, "high": price, "low": price,
+            "change": 0.0, "change_pct": 0.0, "volume": seq, "size": 1, "ts": 1000 + seq,
+            "seq": seq}
+
+
+def filled(capacity=100, ticks=10, epoch="ep1", start=0):
+    log = EventLog(capacity)
+    log.reset(epoch, start, UNIVERSE, [quote(s, start) for s in ("AAA", "BBB", "CCC")])
+    for seq in range(start + 1, start + ticks + 1):
+        log.append(quote(UNIVERSE[seq % 3]["symbol"], seq, price=seq))
+    return log
+
+
+def events(frames: bytes):
+    return Parser().feed(frames)
+
+
+def test_append_encodes_a_price_event_with_the_feed_id():
+    log = filled(ticks=0)
+    frame = log.append(quote("BBB", 1, 12.5))
+    [event] = events(frame)
+    assert (event.type, event.id) == ("price", "ep1-1")
+    assert event.json()["price"] == 12.5 and log.head == 1
+
+
+@pytest.mark.parametrize("seq", [0, 2, 5])
+def test_a_tick_that_does_not_follow_the_head_is_a_gap(seq):
+    log = filled(ticks=0)
+    with pytest.raises(GapError):
+        log.append(quote("AAA", seq))
+
+
+def test_unlisted_symbol_is_refused():
+    log = filled(ticks=0)
+    with pytest.raises(GapError):
+        log.append(quote("ZZZ", 1))
+
+
+def test_replay_is_exact_and_filtered():
+    log = filled(ticks=12)
+    body, count = log.replay(4, ["AAA"])
+    got = events(body)
+    assert [e.id for e in got] == ["ep1-6", "ep1-9", "ep1-12"] and count == 3
+    body, count = log.replay(4, None)
+    assert [e.id for e in events(body)] == [f"ep1-{n}" for n in range(5, 13)] and count == 8
+    assert log.replay(12, None) == (b"", 0)
+
+
+def test_batch_selection_merges_symbols_back_into_seq_order():
+    log = filled(ticks=30)
+    batch = log.batch(10)
+    body, count = batch.select(frozenset({"AAA", "CCC"}))
+    assert [e.id for e in events(body)] == [
+        f"ep1-{n}" for n in range(11, 31) if n % 3 in (0, 2)
+    ]
+    assert count == 14
+    assert batch.select(None) == log.replay(10, None)
+    assert batch.select(frozenset()) == (b"", 0)
+
+
+def test_the_log_keeps_its_capacity_and_knows_what_it_covers():
+    log = filled(capacity=10, ticks=100)
+    assert log.oldest == 90
+    assert log.covers(log.generation, 90) and not log.covers(log.generation, 89)
+    assert [e.id for e in events(log.replay(95, None)[0])][0] == "ep1-96"
+    assert not log.covers(log.generation - 1, 95)
+
+
+def test_reset_starts_a_new_generation_that_covers_nothing_before_it():
+    log = filled(ticks=10)
+    generation = log.generation
+    log.reset("ep2", 0, UNIVERSE, [])
+    assert log.generation == generation + 1 and log.head == 0
+    assert not log.covers(generation, 10)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("ep1-5", 5), ("ep1-0", 0), (" ep1-5 ", 5), ("ep1-110", 110),
+        ("ep1-111", None),  # further ahead than the log could ever catch up
+        ("ep2-5", None), ("ep1-", None), ("ep1-x", None), ("ep1--5", None), ("5", None),
+        ("", None), (None, None), ("ep1-\u0665", None), ("x" * 16384, None),
+    ],
+)
+def test_parse_id(text, expected):
+    assert filled(capacity=100, ticks=10).parse_id(text) == expected
+
+
+def test_snapshot_has_latest_quotes_in_requested_order_and_the_head_id():
+    log = filled(ticks=7)
+    [event] = events(log.snapshot(["CCC", "AAA"]))
+    assert (event.type, event.id) == ("snapshot", "ep1-7")
+    quotes = json.loads(event.data)["quotes"]
+    assert [q["symbol"] for q in quotes] == ["CCC", "AAA"]
+    assert quotes[1]["seq"] == 6 and quotes[0]["seq"] == 5
+    [event] = events(log.snapshot(None))
+    assert len(event.json()["quotes"]) == 3

@@ -1,0 +1,48 @@
+"""The JSON API, health and metrics: small reads of the worker's market state."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from ticker import metrics
+from ticker.validation import parse_symbols
+
+__all__ = ["bp"]
+
+bp = Blueprint("api", __name__)
+
+
+@bp.get("/api/symbols")
+def symbols() -> Response:
+    """Every listed company: ``symbol``, ``name`` and ``sector``."""
+    service = current_app.extensions["ticker"]
+    parse_symbols(None, service.log, service.config.max_symbols)
+    return jsonify(list(service.log.universe.values()))
+
+
+@bp.get("/api/snapshot")
+def snapshot() -> Response:
+    """The latest quote of each requested symbol (``?symbols=A,B``; none: all)."""
+    service = current_app.extensions["ticker"]
+    chosen = parse_symbols(request.args.get("symbols"), service.log, service.config.max_symbols)
+    return jsonify(service.log.quote_list(chosen))
+
+
+@bp.get("/healthz")
+def healthz() -> tuple[Response, int]:
+    """200 while this worker reads the feed, 503 while it does not."""
+    service = current_app.extensions["ticker"]
+    log = service.log
+    body = {
+        "feed": "up" if log.feed_up else "down",
+        "epoch": log.epoch,
+        "seq": log.head,
+        "streams": service.fanout.count,
+    }
+    return jsonify(body), 200 if log.feed_up else 503
+
+
+@bp.get("/metrics")
+def prometheus() -> Response:
+    body, content_type = metrics.exposition()
+    return Response(body, content_type=content_type)

@@ -1,0 +1,66 @@
+"""Prometheus metrics, summed over every gunicorn worker.
+
+gunicorn.conf.py points ``PROMETHEUS_MULTIPROC_DIR`` at a fresh directory before any
+worker starts, so each worker's values live in shared files and ``/metrics`` on any
+worker reports the whole server. Without it (a single process) the default registry is
+used. Hot paths update these once per sweep or per feed read, never per event.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    generate_latest,
+    multiprocess,
+)
+
+__all__ = [
+    "BYTES_SENT",
+    "EVENTS_SENT",
+    "FEED_LAG",
+    "FEED_UP",
+    "RESUMES",
+    "SNAPSHOTS_SENT",
+    "STREAMS_DROPPED",
+    "STREAMS_OPEN",
+    "STREAMS_REFUSED",
+    "exposition",
+]
+
+STREAMS_OPEN = Gauge(
+    "ticker_streams_open", "SSE streams open now.", multiprocess_mode="livesum"
+)
+EVENTS_SENT = Counter("ticker_events_sent", "price events written to streams.")
+SNAPSHOTS_SENT = Counter(
+    "ticker_snapshots_sent", "snapshot events written (fresh connects and conflations)."
+)
+RESUMES = Counter("ticker_resumes", "streams resumed exactly from a Last-Event-ID.")
+BYTES_SENT = Counter("ticker_bytes_sent", "bytes the sweeper wrote to stream sockets.")
+STREAMS_REFUSED = Counter("ticker_streams_refused", "streams refused with 503 (worker full).")
+STREAMS_DROPPED = Counter(
+    "ticker_streams_dropped", "streams ended by the server, by reason.", ["reason"]
+)
+FEED_UP = Gauge(
+    "ticker_feed_up", "1 when every live worker is connected to the feed.",
+    multiprocess_mode="livemin",
+)
+FEED_LAG = Gauge(
+    "ticker_feed_lag_seconds", "age of the newest tick when a worker read it (worst worker).",
+    multiprocess_mode="livemax",
+)
+
+
+def exposition() -> tuple[bytes, str]:
+    """The text exposition of every worker's metrics, and its content type."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry = REGISTRY
+    return generate_latest(registry), CONTENT_TYPE_LATEST
