@@ -20,6 +20,8 @@ keepalive = 5
 limit_request_line = 0
 limit_request_field_size = 32_768
 errorlog = "-"
+# One control socket per user would be shared by every instance on the machine.
+control_socket_disable = True
 loglevel = "info"
 
 # Ten thousand sockets need ten thousand descriptors: raise the soft limit to the hard one.

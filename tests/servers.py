@@ -1,0 +1,101 @@
+"""gunicorn as the tests run it: a real process on a free loopback port, stopped by PID."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Gunicorn:
+    """A running gunicorn master and what the tests need to reach it."""
+
+    def __init__(self, proc: subprocess.Popen, port: int, log_path: Path, workers: int) -> None:
+        self.proc = proc
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.log_path = log_path
+        self.workers = workers
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def get(self, path: str, timeout: float = 5.0, headers: dict | None = None):
+        """``(status, headers, body)`` of one request; errors are answers too."""
+        request = urllib.request.Request(self.url + path, headers=headers or {})
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                return response.status, response.headers, response.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.headers, exc.read()
+
+    def worker_pids(self) -> list[int]:
+        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
+        return [int(pid) for pid in children.read_text().split()] if children.exists() else []
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Until every worker has logged that its feed is up."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gunicorn exited with {self.proc.returncode}:\n{self.output()}")
+            if self.output().count(" up: epoch ") >= self.workers:
+                return
+            time.sleep(0.05)
+        raise TimeoutError(f"gunicorn not ready in {timeout} s:\n{self.output()}")
+
+    def stop(self, timeout: float = 10.0) -> int:
+        """SIGTERM, then SIGKILL (master and workers) if it does not end in ``timeout``."""
+        if self.proc.poll() is None:
+            workers = self.worker_pids()
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                for pid in [self.proc.pid, *workers]:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                self.proc.wait()
+        return self.proc.returncode
+
+
+@contextlib.contextmanager
+def run_gunicorn(
+    tmp_path: Path, feed: str, *, workers: int = 2, env: dict | None = None,
+    args: tuple[str, ...] = (), wait: bool = True, port: int | None = None,
+) -> Iterator[Gunicorn]:
+    """gunicorn with our gunicorn.conf.py, reading ``feed``, stopped when the block ends."""
+    port = port or free_port()
+    log_path = tmp_path / f"gunicorn-{port}.log"
+    environment = {k: v for k, v in os.environ.items()
+                   if k not in ("PROMETHEUS_MULTIPROC_DIR", "WEB_CONCURRENCY")}
+    environment.update({"TICKER_FEED": feed, **(env or {})})
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py",
+             "--bind", f"127.0.0.1:{port}", "--workers", str(workers), *args],
+            cwd=ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT,
+        )
+    server = Gunicorn(proc, port, log_path, workers)
+    try:
+        if wait:
+            server.wait_ready()
+        yield server
+    finally:
+        server.stop()
