@@ -1,0 +1,170 @@
+"""The market model: prices that move like stocks, one tick at a time.
+
+Pure on purpose: no sockets, no sleep, no clock. The caller owns time. The model keeps
+its own clock in seconds since the market opened and says when the next tick is due
+(``due``); the caller asks for that tick when its own clock gets there and passes the
+wall-clock ``ts`` to stamp on it. Given the same universe and seed, the ticks (when,
+which symbol, what price) are the same on every run, however the caller schedules them.
+
+Ticks arrive as a Poisson process at ``rate`` ticks per second across the market, each
+for a symbol drawn uniformly, so every symbol also ticks as a Poisson process. A tick
+moves its stock by geometric Brownian motion over the market time since that stock's
+own previous tick; market time runs ``speed`` times faster than real time, so a day's
+worth of movement happens in a few minutes on screen.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+from math import exp, log, sqrt
+
+from simulator.universe import Company
+
+__all__ = [
+    "MAX_PRICE",
+    "MIN_PRICE",
+    "TRADING_YEAR",
+    "BadPrice",
+    "Market",
+    "MarketError",
+    "UnknownSymbol",
+]
+
+TRADING_YEAR = 252 * 6.5 * 3600  # seconds of trading in a year, the unit of drift and volatility
+MIN_PRICE = 0.01  # one cent: the walk never goes below it, so no price is ever zero
+MAX_PRICE = 10_000_000.0  # keeps a runaway walk or a wild injection finite
+_PARETO_EXPONENT = -1 / 1.2  # trade sizes: a Pareto tail of index 1.2
+
+
+class MarketError(ValueError):
+    """A request the market refuses; the text is the one-line reason."""
+
+
+class UnknownSymbol(MarketError, LookupError):
+    def __init__(self, symbol: str) -> None:
+        super().__init__(f"unknown symbol {symbol[:20]!r}")
+
+
+class BadPrice(MarketError):
+    pass
+
+
+class _Stock:
+    """One symbol's state: the exact price of the walk and the day's published figures."""
+
+    __slots__ = ("symbol", "price", "open", "high", "low", "volume", "last_time", "mu", "sigma",
+                 "quote")
+
+    def __init__(self, company: Company) -> None:
+        self.symbol = company.symbol
+        self.price = float(company.price)
+        self.open = self.high = self.low = round(self.price, 2)
+        self.volume = 0
+        self.last_time = 0.0
+        # Ito's correction: the log price drifts at mu - sigma^2/2 for the price to drift at mu.
+        self.mu = company.drift - company.volatility ** 2 / 2
+        self.sigma = company.volatility
+        self.quote: dict = {}
+
+
+class Market:
+    """Every listed stock and the global tick sequence.
+
+    Args:
+        universe: the listed companies.
+        rng: the only source of randomness; seed it to replay a market.
+        rate: ticks per second across the whole market, on average.
+        speed: market seconds per real second.
+        ts: wall-clock time in ms at which the market opens, stamped on the opening quotes.
+    """
+
+    def __init__(self, universe: Sequence[Company], rng: random.Random, *, rate: float = 20.0,
+                 speed: float = 600.0, ts: int = 0) -> None:
+        if not universe:
+            raise ValueError("a market needs at least one company")
+        if not (rate > 0 and math.isfinite(rate)):
+            raise ValueError(f"rate must be a finite positive number, not {rate!r}")
+        self.rate = rate
+        self.seq = 0
+        self.time = 0.0
+        self._random = rng.random
+        self._gauss = rng.gauss
+        self._mean_gap = 1.0 / rate
+        self._years_per_second = speed / TRADING_YEAR
+        self._stocks = [_Stock(company) for company in universe]
+        self._by_symbol = {stock.symbol: stock for stock in self._stocks}
+        self._count = len(self._stocks)
+        for stock in self._stocks:
+            self._publish(stock, 0, ts, seq=0)
+        self.due = -log(1.0 - rng.random()) * self._mean_gap
+
+    @property
+    def quotes(self) -> list[dict]:
+        """The latest quote of every symbol, in the universe's order."""
+        return [stock.quote for stock in self._stocks]
+
+    def next_tick(self, ts: int) -> dict:
+        """The tick due at ``self.due``: one trade on one symbol, its price moved."""
+        random = self._random
+        now = self.time = self.due
+        self.due = now - log(1.0 - random()) * self._mean_gap  # exponential inter-arrival
+        stock = self._stocks[int(random() * self._count)]
+        years = (now - stock.last_time) * self._years_per_second
+        stock.last_time = now
+        shock = stock.sigma * sqrt(years) * self._gauss(0.0, 1.0)
+        price = stock.price * exp(stock.mu * years + shock)
+        stock.price = MIN_PRICE if price < MIN_PRICE else MAX_PRICE if price > MAX_PRICE else price
+        # Round lots, Pareto-distributed: mostly a few hundred shares, now and then thousands.
+        size = 100 * min(int((1.0 - random()) ** _PARETO_EXPONENT), 100)
+        self.seq += 1
+        return self._publish(stock, size, ts, self.seq)
+
+    def inject(self, symbol: str, price: float, ts: int) -> dict:
+        """Set ``symbol``'s price, rounded to the cent; the walk goes on from there.
+
+        The injection is a tick of its own (next ``seq``, ``size`` 0).
+
+        Raises:
+            UnknownSymbol: no such symbol in this market.
+            BadPrice: the price rounds to less than a cent, or is absurdly large.
+        """
+        stock = self._stock(symbol)
+        cents = round(price, 2)
+        if not MIN_PRICE <= cents <= MAX_PRICE:
+            raise BadPrice(f"price must be between {MIN_PRICE} and {MAX_PRICE:.0f}, not {price!r}")
+        stock.price = cents
+        stock.last_time = self.time
+        self.seq += 1
+        return self._publish(stock, 0, ts, self.seq)
+
+    def _stock(self, symbol: str) -> _Stock:
+        try:
+            return self._by_symbol[symbol]
+        except KeyError:
+            raise UnknownSymbol(symbol) from None
+
+    @staticmethod
+    def _publish(stock: _Stock, size: int, ts: int, seq: int) -> dict:
+        price = round(stock.price, 2)
+        if price > stock.high:
+            stock.high = price
+        elif price < stock.low:
+            stock.low = price
+        stock.volume += size
+        opened = stock.open
+        stock.quote = {
+            "symbol": stock.symbol,
+            "price": price,
+            "open": opened,
+            "high": stock.high,
+            "low": stock.low,
+            "change": round(price - opened, 2) + 0.0,  # + 0.0 turns -0.0 into 0.0
+            "change_pct": round((price - opened) / opened * 100, 2) + 0.0,
+            "volume": stock.volume,
+            "size": size,
+            "ts": ts,
+            "seq": seq,
+        }
+        return stock.quote
