@@ -1,0 +1,5 @@
+"""``python -m simulator``: see ``simulator.cli``."""
+
+from simulator.cli import main
+
+main()

@@ -1,0 +1,208 @@
+"""The simulator's command line: run a market, inject a price, list the symbols.
+
+Every failure is one line on stderr and a non-zero exit, never a usage dump or a
+traceback: ``main`` runs click in non-standalone mode and prints each error itself.
+``inject`` and ``symbols`` are plain blocking clients of the feed socket; only ``run``
+imports gevent and Faker, so the clients start fast.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import secrets
+import socket
+import sys
+import time
+from typing import NoReturn
+
+import click
+
+from simulator import wire
+from simulator.address import Address, AddressError, RedisAddress, UnixAddress, feed_from_env
+from simulator.address import parse as parse_address
+
+__all__ = ["cli", "main"]
+
+MAX_RATE = 1_000_000.0
+REPLY_TIMEOUT = 5.0  # seconds a client waits for the market's answer
+
+
+class FeedAddress(click.ParamType):
+    name = "ADDR"
+
+    def convert(self, value, param, ctx) -> Address:
+        if not isinstance(value, str):
+            return value
+        try:
+            return parse_address(value)
+        except AddressError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class Price(click.ParamType):
+    """A finite positive number; ``-5``, ``0``, ``nan`` and ``inf`` are refused."""
+
+    name = "PRICE"
+
+    def convert(self, value, param, ctx) -> float:
+        try:
+            return wire.positive_price(float(value))
+        except ValueError as exc:  # WireError is a ValueError too
+            reason = str(exc) if isinstance(exc, wire.WireError) else f"not a number: {value!r}"
+            self.fail(reason, param, ctx)
+
+
+feed_option = click.option(
+    "--feed", type=FeedAddress(), default=feed_from_env, metavar="ADDR",
+    show_default="$TICKER_FEED, else a per-user socket in the temp dir",
+    help="Where the market publishes: unix:PATH or tcp://HOST:PORT.",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """A fake stock market that publishes ticks on a socket.
+
+    \b
+    Start a market, then talk to it from another terminal:
+      python -m simulator run --seed 1
+      python -m simulator symbols
+      python -m simulator inject CARR 123.45
+    """
+
+
+@cli.command()
+@feed_option
+@click.option("--symbols", default="50", show_default=True, metavar="N|A,B,C",
+              help="How many companies to list, or exactly which symbols.")
+@click.option("--rate", type=float, default=20.0, show_default=True, metavar="TICKS_PER_S",
+              help="Ticks per second across the whole market, on average.")
+@click.option("--seed", type=int, default=None,
+              help="Replay a market: same seed, same companies and same ticks. [default: random]")
+def run(feed: Address, symbols: str, rate: float, seed: int | None) -> None:
+    """Start the market and publish its ticks until SIGINT or SIGTERM.
+
+    Subscribers connect to ADDR and get newline-delimited JSON: a hello, a snapshot of
+    the latest quotes, then every tick (docs/feed-protocol.md). Logs go to stderr.
+
+    \b
+    Example:
+      python -m simulator run --symbols AAPL,MSFT,GOOG --rate 100 --seed 7
+    """
+    from simulator import market, model, universe
+
+    try:
+        spec = universe.parse_spec(symbols)
+    except universe.UniverseError as exc:
+        _fail(str(exc))
+    if not (0 < rate <= MAX_RATE and math.isfinite(rate)):
+        _fail(f"--rate must be above 0 and at most {MAX_RATE:.0f}, not {rate:g}")
+    if seed is None:
+        seed = secrets.randbelow(1_000_000)
+    companies = universe.create(spec, seed)
+    the_market = model.Market(companies, random.Random(seed), rate=rate,
+                              ts=time.time_ns() // 1_000_000)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s simulator: %(message)s")
+    try:
+        market.serve(the_market, companies, feed, seed)
+    except market.FeedError as exc:
+        _fail(str(exc))
+
+
+@cli.command(context_settings={"ignore_unknown_options": True})
+@click.argument("symbol")
+@click.argument("price", type=Price())
+@feed_option
+def inject(symbol: str, price: float, feed: Address) -> None:
+    """Set SYMBOL's price in the running market; its walk goes on from there.
+
+    Prints the resulting quote as one line of JSON.
+
+    \b
+    Example:
+      python -m simulator inject CARR 123.45
+    """
+    answer = _request(feed, {"op": "inject", "symbol": symbol.upper(), "price": price})
+    quote = answer.get("quote")
+    if not isinstance(quote, dict):
+        _fail(f"the market at {feed} sent a reply with no quote")
+    click.echo(wire.encode(quote).decode().rstrip("\n"))
+
+
+@cli.command()
+@feed_option
+def symbols(feed: Address) -> None:
+    """List the running market's symbols: symbol, company name, sector.
+
+    \b
+    Example:
+      python -m simulator symbols --feed tcp://127.0.0.1:7001
+    """
+    listed = _request(feed, {"op": "symbols"}).get("universe")
+    if not isinstance(listed, list) or not all(isinstance(entry, dict) for entry in listed):
+        _fail(f"the market at {feed} sent a reply with no symbols")
+    rows = [(str(e.get("symbol", "")), str(e.get("name", "")), str(e.get("sector", "")))
+            for e in listed]
+    widths = [max((len(row[i]) for row in rows), default=0) for i in range(2)]
+    for symbol, name, sector in rows:
+        click.echo(f"{symbol:<{widths[0]}}  {name:<{widths[1]}}  {sector}".rstrip())
+
+
+def _request(address: Address, request: dict) -> dict:
+    """Send one request to the market and return its reply, skipping the ticks before it."""
+    if isinstance(address, RedisAddress):
+        _fail(f"cannot reach {address}: redis feeds are not supported yet")
+    try:
+        if isinstance(address, UnixAddress):
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(REPLY_TIMEOUT)
+            sock.connect(address.path)
+        else:
+            sock = socket.create_connection((address.host, address.port), REPLY_TIMEOUT)
+    except (FileNotFoundError, ConnectionRefusedError):
+        _fail(f"no market running at {address}")
+    except OSError as exc:
+        _fail(f"cannot reach the market at {address}: {exc.strerror or exc}")
+    deadline = time.monotonic() + REPLY_TIMEOUT
+    decoder = wire.Decoder()
+    with sock:
+        try:
+            sock.sendall(wire.encode({**request, "id": 1}))
+            while (left := deadline - time.monotonic()) > 0:
+                sock.settimeout(left)
+                data = sock.recv(1 << 16)
+                if not data:
+                    _fail(f"the market at {address} closed the connection before replying")
+                for item in decoder.feed(data):
+                    if isinstance(item, dict) and item.get("id") == 1:
+                        if item.get("type") == "error":
+                            _fail(str(item.get("error")))
+                        return item
+        except TimeoutError:
+            pass
+        except OSError as exc:
+            _fail(f"lost the market at {address}: {exc.strerror or exc}")
+    _fail(f"no reply from the market at {address} within {REPLY_TIMEOUT:g} s")
+
+
+def _fail(reason: str) -> NoReturn:
+    raise click.ClickException(reason)
+
+
+def main() -> None:
+    """Run the CLI; print every error as one line."""
+    try:
+        code = cli.main(prog_name="python -m simulator", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        exc.show()
+        code = exc.exit_code
+    except click.ClickException as exc:
+        click.echo(f"error: {exc.format_message()}", err=True)
+        code = exc.exit_code
+    except click.Abort:
+        click.echo("error: interrupted", err=True)
+        code = 130
+    sys.exit(code or 0)
