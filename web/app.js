@@ -1,0 +1,139 @@
+// The ticker page: loads the market's listing, shows the watchlist, and keeps one stream
+// of quotes open for it. Quotes are queued as they arrive and painted once per frame.
+
+import { getJSON } from "./api.js";
+import { ConnectionStatus } from "./connection.js";
+import { fillSuggestions, resolve } from "./picker.js";
+import * as prefs from "./prefs.js";
+import { QuoteStream } from "./stream.js";
+import { WatchlistTable } from "./table.js";
+
+const DEFAULT_SIZE = 8; // a first visit watches the market's first eight symbols
+const MAX_WATCHED = 50; // a readable table, and well inside the server's per-stream limit
+const MAX_RETRY_MS = 15_000;
+
+const byId = (id) => document.getElementById(id);
+const input = byId("add-symbol");
+
+let listing = new Map(); // symbol -> {symbol, name, sector}: what the market lists
+let watched = null; // the watchlist's symbols in order; null until the listing is loaded
+let failures = 0; // failed attempts in a row, for the back-off
+let retryTimer = 0;
+let frame = 0;
+
+const status = new ConnectionStatus(byId("connection"), byId("latency"));
+const table = new WatchlistTable(byId("watchlist"), byId("row"), {
+  onRemove: remove,
+  onSort: prefs.saveSort,
+});
+const stream = new QuoteStream({
+  onSnapshot(quotes) {
+    for (const quote of quotes) table.queue(quote);
+    schedule();
+  },
+  onPrice(quote) {
+    table.queue(quote);
+    status.tick(quote.ts);
+    schedule();
+  },
+  onFeed(up) {
+    failures = 0;
+    status.set(up ? "live" : "down");
+  },
+  onDrop() {
+    status.set("reconnecting");
+  },
+  onFail() {
+    status.set("reconnecting");
+    retryLater();
+  },
+});
+
+function schedule() {
+  frame ||= requestAnimationFrame(paint);
+}
+
+function paint(now) {
+  frame = 0;
+  table.flush();
+  status.flush(now);
+}
+
+function say(message) {
+  byId("notice").textContent = message;
+}
+
+/** Load the listing, then show and stream the watchlist; on failure, try again later. */
+async function connect() {
+  let companies;
+  try {
+    companies = await getJSON("/api/symbols");
+  } catch (error) {
+    say(error.status === 503
+      ? "Waiting for the market feed…"
+      : `Cannot load the market's symbols (${error.message}); retrying.`);
+    retryLater(error.retryAfterMs);
+    return;
+  }
+  listing = new Map(companies.map((company) => [company.symbol, company]));
+  fillSuggestions(byId("universe"), companies);
+  const first = companies.slice(0, DEFAULT_SIZE).map((company) => company.symbol);
+  // Symbols the market no longer lists (it was restarted with another seed) drop out.
+  watched = (watched ?? prefs.loadWatchlist() ?? first).filter((symbol) => listing.has(symbol));
+  say("");
+  update();
+}
+
+function retryLater(delayMs) {
+  clearTimeout(retryTimer);
+  retryTimer = setTimeout(connect, delayMs ?? Math.min(1000 * 2 ** failures, MAX_RETRY_MS));
+  failures += 1;
+}
+
+/** Show the watched symbols and stream exactly those. */
+function update() {
+  clearTimeout(retryTimer);
+  table.show(watched.map((symbol) => listing.get(symbol)));
+  byId("empty").hidden = watched.length > 0;
+  stream.watch(watched);
+  if (watched.length === 0) status.set("idle");
+  else if (status.state === "idle") status.set("connecting");
+}
+
+function add(text) {
+  const { company, problem } = resolve(text, [...listing.values()]);
+  if (problem) return say(problem);
+  if (watched.includes(company.symbol)) return say(`${company.symbol} is already watched.`);
+  if (watched.length >= MAX_WATCHED) return say(`A watchlist holds at most ${MAX_WATCHED}.`);
+  watched = [...watched, company.symbol];
+  prefs.saveWatchlist(watched);
+  update();
+  input.value = "";
+  say(`Added ${company.symbol}, ${company.name}.`);
+}
+
+function remove(symbol) {
+  watched = watched.filter((watchedSymbol) => watchedSymbol !== symbol);
+  prefs.saveWatchlist(watched);
+  update();
+  if (watched.length === 0) input.focus();
+  say(`Removed ${symbol}.`);
+}
+
+byId("add").addEventListener("submit", (event) => {
+  event.preventDefault();
+  if (watched === null) say("The market's symbols are still loading.");
+  else if (input.value.trim()) add(input.value);
+});
+
+// "/" jumps to the add box, as in many web apps; typed into a field, it is just a slash.
+document.addEventListener("keydown", (event) => {
+  const typing = event.target.closest("input, textarea, select, [contenteditable]");
+  if (event.key === "/" && !typing && !event.ctrlKey && !event.metaKey && !event.altKey) {
+    event.preventDefault();
+    input.focus();
+  }
+});
+
+table.sortBy(prefs.loadSort());
+connect();

@@ -1,0 +1,45 @@
+// What the page remembers between visits, in localStorage: the watchlist and its sort.
+// Where storage is unavailable (disabled, full) the page still works and just forgets.
+
+import { SORTABLE } from "./sorting.js";
+
+const WATCHLIST_KEY = "ticker.watchlist";
+const SORT_KEY = "ticker.sort";
+
+function read(key) {
+  try {
+    return JSON.parse(localStorage.getItem(key));
+  } catch {
+    return null;
+  }
+}
+
+function write(key, value) {
+  try {
+    localStorage.setItem(key, JSON.stringify(value));
+  } catch {
+    // Nothing to do: see the top of this file.
+  }
+}
+
+/** The saved symbols, in order, or `null` on a first visit. */
+export function loadWatchlist() {
+  const saved = read(WATCHLIST_KEY);
+  return Array.isArray(saved) ? saved.filter((symbol) => typeof symbol === "string") : null;
+}
+
+export function saveWatchlist(symbols) {
+  write(WATCHLIST_KEY, symbols);
+}
+
+/** The saved `{field, direction}`, or `null` for the watchlist's own order. */
+export function loadSort() {
+  const saved = read(SORT_KEY);
+  const valid = SORTABLE.includes(saved?.field)
+    && ["ascending", "descending"].includes(saved?.direction);
+  return valid ? { field: saved.field, direction: saved.direction } : null;
+}
+
+export function saveSort(sort) {
+  write(SORT_KEY, sort);
+}
