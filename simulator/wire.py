@@ -42,7 +42,7 @@ __all__ = [
 ]
 
 MAX_LINE = 64 * 1024
-SYMBOL_RE = re.compile(r"^[A-Z][A-Z0-9.]{0,9}$")
+SYMBOL_RE = re.compile(r"^[A-Z][A-Z0-9.]{0,9}\Z")  # \Z: "$" would let "A\n" through
 QUOTE_FIELDS = (
     "symbol", "price", "open", "high", "low", "change", "change_pct", "volume", "size", "ts", "seq",
 )

@@ -1,0 +1,221 @@
+"""The feed protocol, sans-IO: the decoder at every split, request parsing, the encoder."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from simulator import wire
+from simulator.wire import MAX_LINE, Decoder, InjectRequest, SymbolsRequest, WireError
+
+STREAM = (
+    b'{"op":"symbols"}\n'
+    b'not json\n'
+    b'{"op":"inject","symbol":"CARR","price":12.5,"id":7}\r\n'
+    b'\n'
+    b'\xff\xfe\n'
+    b'{"price":NaN}\n'
+    b'[1,2]\n'
+    b'{"name":"caf\xc3\xa9"}\n'
+)
+EXPECTED = [
+    {"op": "symbols"},
+    "line is not JSON",
+    {"op": "inject", "symbol": "CARR", "price": 12.5, "id": 7},
+    "line is not UTF-8",
+    "not JSON: NaN is not allowed",
+    "line is not a JSON object",
+    {"name": "café"},
+]
+
+
+def plain(items: list) -> list:
+    """Items with errors as their reasons, so lists compare."""
+    return [str(item) if isinstance(item, WireError) else item for item in items]
+
+
+def test_whole_stream_decodes_line_by_line():
+    assert plain(Decoder().feed(STREAM)) == EXPECTED
+
+
+@pytest.mark.parametrize("cut", range(len(STREAM) + 1))
+def test_split_at_every_byte_gives_the_same_items(cut):
+    decoder = Decoder()
+    assert plain(decoder.feed(STREAM[:cut]) + decoder.feed(STREAM[cut:])) == EXPECTED
+
+
+def test_one_byte_at_a_time_gives_the_same_items():
+    decoder = Decoder()
+    items = [item for i in range(len(STREAM)) for item in decoder.feed(STREAM[i:i + 1])]
+    assert plain(items) == EXPECTED
+
+
+def test_partial_line_waits_for_its_newline():
+    decoder = Decoder()
+    assert decoder.feed(b'{"op":"sym') == []
+    assert decoder.feed(b'bols"}') == []
+    assert decoder.feed(b"\n") == [{"op": "symbols"}]
+
+
+def test_crlf_and_blank_lines():
+    assert Decoder().feed(b'{"a":1}\r\n\r\n  \n\t\n{"b":2}\n') == [{"a": 1}, {"b": 2}]
+
+
+def long_line(size: int) -> bytes:
+    """A valid JSON object line of exactly ``size`` bytes before its newline."""
+    return b'{"x":"' + b"a" * (size - 8) + b'"}'
+
+
+def test_line_of_exactly_max_line_is_accepted():
+    line = long_line(MAX_LINE)
+    assert len(line) == MAX_LINE
+    assert Decoder().feed(line + b"\n") == [json.loads(line)]
+
+
+@pytest.mark.parametrize("chunk", [MAX_LINE + 1, 4096, 1])
+def test_over_long_line_is_reported_once_and_the_next_line_survives(chunk):
+    data = long_line(MAX_LINE + 1) + b'\n{"op":"symbols"}\n'
+    decoder = Decoder()
+    items = []
+    for start in range(0, len(data), chunk):
+        items += decoder.feed(data[start:start + chunk])
+    assert plain(items) == [f"line longer than {MAX_LINE} bytes", {"op": "symbols"}]
+
+
+def test_over_long_line_is_never_held_whole():
+    decoder = Decoder()
+    for _ in range(10):
+        decoder.feed(b"x" * MAX_LINE)
+    assert len(decoder._partial) <= MAX_LINE
+
+
+@pytest.mark.parametrize("line, reason", [
+    (b"NaN", "NaN is not allowed"),
+    (b'{"p":Infinity}', "Infinity is not allowed"),
+    (b'{"p":-Infinity}', "-Infinity is not allowed"),
+    (b'"text"', "not a JSON object"),
+    (b"42", "not a JSON object"),
+    (b"null", "not a JSON object"),
+    (b"{", "not JSON"),
+    (b"\x00\x01\x02", "not JSON"),
+    (b"\xc3\x28", "not UTF-8"),
+    (b"[" * 100_000, "longer than"),
+    (b"[" * 30_000 + b"]" * 30_000, "not JSON"),  # nested too deep
+])
+def test_garbage_lines_are_errors(line, reason):
+    [item] = Decoder().feed(line + b"\n")
+    assert isinstance(item, WireError)
+    assert reason in str(item)
+
+
+@given(st.lists(st.binary(max_size=200), max_size=20))
+def test_arbitrary_bytes_never_raise(chunks):
+    decoder = Decoder()
+    for chunk in chunks:
+        for item in decoder.feed(chunk):
+            assert isinstance(item, dict | WireError)
+
+
+scalars = (st.none() | st.booleans() | st.integers()
+           | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20))
+messages = st.lists(
+    st.dictionaries(st.text(max_size=8), scalars | st.lists(scalars, max_size=3), max_size=5),
+    max_size=6,
+)
+
+
+@given(messages, st.lists(st.integers(min_value=0, max_value=10_000), max_size=10))
+def test_good_lines_survive_any_chunking(sent, cuts):
+    data = b"".join(wire.encode(message) for message in sent)
+    bounds = [0, *sorted(cut % (len(data) + 1) for cut in cuts), len(data)]
+    decoder = Decoder()
+    received = [item for a, b in zip(bounds, bounds[1:], strict=False)
+                for item in decoder.feed(data[a:b])]
+    assert received == sent
+
+
+# Encoding -------------------------------------------------------------------------
+
+def test_encode_is_one_compact_line():
+    assert wire.encode({"a": [1, 2.5], "b": "é\n"}) == b'{"a":[1,2.5],"b":"\\u00e9\\n"}\n'
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_encode_refuses_non_finite_numbers(value):
+    with pytest.raises(ValueError):
+        wire.encode({"price": value})
+
+
+def test_messages_have_their_type_and_fields():
+    assert wire.hello("e1", 3, [], 20.0) == {
+        "type": "hello", "epoch": "e1", "seq": 3, "rate": 20.0, "universe": []}
+    assert wire.snapshot(3, []) == {"type": "snapshot", "seq": 3, "quotes": []}
+    assert wire.tick({"symbol": "A"}) == {"type": "tick", "symbol": "A"}
+    assert wire.reply(None, universe=[]) == {"type": "reply", "universe": []}
+    assert wire.error("bad", 9) == {"type": "error", "error": "bad", "id": 9}
+
+
+# Requests -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("message, request_", [
+    ({"op": "symbols"}, SymbolsRequest()),
+    ({"op": "symbols", "id": "x"}, SymbolsRequest("x")),
+    ({"op": "inject", "symbol": "CARR", "price": 12.5}, InjectRequest("CARR", 12.5)),
+    ({"op": "inject", "symbol": "CARR", "price": 3, "id": 1}, InjectRequest("CARR", 3.0, 1)),
+    ({"op": "inject", "symbol": "CARR", "price": 1e-9}, InjectRequest("CARR", 1e-9)),
+    ({"op": "symbols", "id": 2.5}, SymbolsRequest(2.5)),
+])
+def test_good_requests(message, request_):
+    assert wire.parse_request(message) == request_
+
+
+@pytest.mark.parametrize("message, reason", [
+    ({}, "request has no op"),
+    ({"op": "sell"}, "unknown op 'sell'"),
+    ({"op": 1}, "unknown op '1'"),
+    ({"op": "inject", "price": 5}, "inject needs a symbol"),
+    ({"op": "inject", "symbol": "", "price": 5}, "inject needs a symbol"),
+    ({"op": "inject", "symbol": 5, "price": 5}, "inject needs a symbol"),
+    ({"op": "inject", "symbol": "CARR"}, "price must be a number"),
+    ({"op": "inject", "symbol": "CARR", "price": "5"}, "price must be a number"),
+    ({"op": "inject", "symbol": "CARR", "price": True}, "price must be a number"),
+    ({"op": "inject", "symbol": "CARR", "price": -5}, "finite positive"),
+    ({"op": "inject", "symbol": "CARR", "price": 0}, "finite positive"),
+    ({"op": "inject", "symbol": "CARR", "price": math.inf}, "finite positive"),
+    ({"op": "inject", "symbol": "CARR", "price": math.nan}, "finite positive"),
+    ({"op": "symbols", "id": True}, "id must be"),
+    ({"op": "symbols", "id": [1]}, "id must be"),
+])
+def test_bad_requests(message, reason):
+    with pytest.raises(WireError, match=reason):
+        wire.parse_request(message)
+
+
+@pytest.mark.parametrize("symbol, ok", [
+    ("A", True), ("BRK.B", True), ("ABCDEFGHIJ", True), ("ABCDEFGHIJK", False),
+    ("a", False), ("1A", False), (".A", False), ("A-B", False), ("", False), ("CARR\n", False),
+])
+def test_symbol_syntax(symbol, ok):
+    assert bool(wire.SYMBOL_RE.match(symbol)) is ok
+
+
+def test_regression_infinite_id_is_refused_before_it_breaks_the_reply():
+    [message] = Decoder().feed(b'{"op":"symbols","id":1e999}\n')
+    with pytest.raises(WireError, match="id must be"):
+        wire.parse_request(message)
+
+
+def test_regression_huge_integer_price_is_a_wire_error():
+    [message] = Decoder().feed(b'{"op":"inject","symbol":"A","price":1' + b"0" * 400 + b"}\n")
+    with pytest.raises(WireError, match="price"):
+        wire.parse_request(message)
+
+
+def test_regression_huge_integer_in_a_quote_is_a_wire_error():
+    quote = {"symbol": "A", "price": 1.0, "open": 10 ** 400}
+    with pytest.raises(WireError, match="open must be a finite number"):
+        wire.parse_quote(quote)
