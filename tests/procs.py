@@ -1,7 +1,8 @@
 """The simulator as the tests run it: a real process on a socket under ``tmp_path``.
 
-Its socket path appears only once it accepts connections, so waiting for the path is
-waiting for readiness. It is stopped by PID: SIGTERM, then SIGKILL if it hangs.
+It is ready once it logs that the market is open: its socket is in place and accepting
+by then (a stale socket file left at the path may exist before). It is stopped by PID:
+SIGTERM, then SIGKILL if it hangs.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ class Simulator:
 
     def wait_ready(self, timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout
-        while not self.path.exists():
+        while " market open on " not in self.output():
             if self.proc.poll() is not None:
                 code = self.proc.returncode
                 raise RuntimeError(f"simulator exited with {code}:\n{self.output()}")
