@@ -99,3 +99,29 @@ def run_gunicorn(
         yield server
     finally:
         server.stop()
+
+
+def serving_worker(server: Gunicorn, client: socket.socket) -> int | None:
+    """The pid of the gunicorn worker holding the other end of ``client``'s connection.
+
+    Found the way ``ss -p`` does it: the connection's socket inode in /proc/net/tcp, then
+    the worker whose file descriptors include that inode.
+    """
+    local_port = client.getsockname()[1]
+    inode = None
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1].endswith(f":{server.port:04X}") and fields[2].endswith(f":{local_port:04X}"):
+            inode = fields[9]
+            break
+    if inode is None:
+        return None
+    target = f"socket:[{inode}]"
+    for pid in server.worker_pids():
+        fd_dir = Path(f"/proc/{pid}/fd")
+        with contextlib.suppress(OSError):
+            for fd in fd_dir.iterdir():
+                with contextlib.suppress(OSError):
+                    if os.readlink(fd) == target:
+                        return pid
+    return None

@@ -9,6 +9,8 @@ from __future__ import annotations
 import http.client
 import json
 import re
+import select
+import socket
 import time
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -100,40 +102,119 @@ class Parser:
         return event
 
 
+class ChunkedDecoder:
+    """HTTP/1.1 chunked transfer decoding, fed bytes in arbitrary pieces."""
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._left = 0  # bytes of the current chunk still to come, then its CRLF
+        self.finished = False
+
+    def feed(self, data: bytes) -> bytes:
+        self._buffer += data
+        out = []
+        while not self.finished:
+            if self._left:
+                take = self._buffer[: self._left]
+                out.append(take)
+                self._left -= len(take)
+                self._buffer = self._buffer[len(take):]
+                if self._left:
+                    break
+                self._left = -2
+            if self._left == -2:
+                if len(self._buffer) < 2:
+                    break
+                assert self._buffer[:2] == b"\r\n", "chunk not followed by CRLF"
+                self._buffer = self._buffer[2:]
+                self._left = 0
+            line_end = self._buffer.find(b"\r\n")
+            if line_end < 0:
+                break
+            size = int(self._buffer[:line_end].split(b";")[0], 16)
+            self._buffer = self._buffer[line_end + 2:]
+            if size == 0:
+                self.finished = True
+            else:
+                self._left = size
+        return b"".join(out)
+
+
 class SSEClient:
-    """One open stream: ``GET`` with optional ``Last-Event-ID``, then events as they come."""
+    """One open stream: ``GET`` with optional ``Last-Event-ID``, then events as they come.
+
+    Speaks HTTP/1.1 over a plain socket, so a read that times out can simply be tried
+    again, and the end of the stream (last chunk, or the server closing) is seen exactly.
+    """
 
     def __init__(self, base_url: str, path: str, last_event_id: str | None = None,
                  timeout: float = 10.0, headers: dict | None = None) -> None:
         parts = urlsplit(base_url)
-        self.conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
-        sent = {"Accept": "text/event-stream", **(headers or {})}
+        self.sock = socket.create_connection((parts.hostname, parts.port), timeout=timeout)
+        sent = {"Host": parts.netloc, "Accept": "text/event-stream", **(headers or {})}
         if last_event_id is not None:
             sent["Last-Event-ID"] = last_event_id
-        self.conn.request("GET", path, headers=sent)
-        self.response = self.conn.getresponse()
-        self.status = self.response.status
-        self.headers = self.response.headers
+        lines = [f"GET {path} HTTP/1.1", *(f"{k}: {v}" for k, v in sent.items()), "", ""]
+        self.sock.sendall("\r\n".join(lines).encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            data = self.sock.recv(65536)
+            if not data:
+                raise EOFError("connection closed before the response headers")
+            head += data
+        head, _, rest = head.partition(b"\r\n\r\n")
+        status_line, *header_lines = head.decode("latin-1").split("\r\n")
+        self.status = int(status_line.split()[1])
+        self.headers = http.client.HTTPMessage()
+        for line in header_lines:
+            name, _, value = line.partition(":")
+            self.headers[name.strip()] = value.strip()
+        self.chunked = self.headers.get("Transfer-Encoding", "").lower() == "chunked"
+        self._dechunk = ChunkedDecoder() if self.chunked else None
         self.parser = Parser(last_event_id or "")
         self.events: list[Event] = []
         self.ended = False
         self._unread: list[Event] = []
+        self._body = b""
+        self._take(rest)
+
+    def _take(self, data: bytes) -> None:
+        if self._dechunk is not None:
+            data = self._dechunk.feed(data)
+            if self._dechunk.finished:
+                self.ended = True
+        if self.status != 200:
+            self._body += data
+            return
+        for event in self.parser.feed(data):
+            self.events.append(event)
+            self._unread.append(event)
+
+    def body(self, timeout: float = 5.0) -> bytes:
+        """The whole body of a non-stream answer (an error, say)."""
+        length = int(self.headers.get("Content-Length", "-1"))
+        deadline = time.monotonic() + timeout
+        while len(self._body) != length and not self.ended:
+            try:
+                self._pump(deadline)
+            except EOFError:
+                break
+        return self._body
 
     def _pump(self, deadline: float) -> None:
+        if self.ended:
+            raise EOFError("stream ended")
         remaining = deadline - time.monotonic()
-        if remaining <= 0:
+        if remaining <= 0 or not select.select([self.sock], [], [], remaining)[0]:
             raise TimeoutError("no event before the deadline")
-        self.conn.sock.settimeout(remaining)
         try:
-            chunk = self.response.read1(65536)
-        except TimeoutError:
-            raise TimeoutError("no event before the deadline") from None
+            chunk = self.sock.recv(65536)
+        except ConnectionResetError:
+            chunk = b""
         if not chunk:
             self.ended = True
             raise EOFError("stream ended")
-        for event in self.parser.feed(chunk):
-            self.events.append(event)
-            self._unread.append(event)
+        self._take(chunk)
 
     def next(self, timeout: float = 10.0, type: str | None = None) -> Event:
         """The next unread event (of ``type``, skipping others), or TimeoutError."""
@@ -161,7 +242,7 @@ class SSEClient:
         read = []
         while True:
             try:
-                read.append(self.next(max(0.0, deadline - time.monotonic()) or 0.001))
+                read.append(self.next(max(0.001, deadline - time.monotonic())))
             except TimeoutError:
                 return read
             if time.monotonic() >= deadline:
@@ -179,7 +260,7 @@ class SSEClient:
         return time.monotonic() - started
 
     def close(self) -> None:
-        self.conn.close()
+        self.sock.close()
 
     def __enter__(self) -> SSEClient:
         return self

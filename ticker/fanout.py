@@ -43,6 +43,7 @@ __all__ = ["Fanout", "Refused", "Stream"]
 logger = logging.getLogger(__name__)
 
 _LAST_CHUNK = b"0\r\n\r\n"
+_SEND_BUFFER = 64 * 1024
 
 
 class Refused(Exception):
@@ -153,6 +154,10 @@ class Fanout:
         """The first bytes are out: from now on the sweeper writes this stream."""
         if not stream.closed:
             os.set_blocking(stream.fd, False)
+            # A small kernel buffer makes a reader that stopped visible within seconds
+            # (the socket fills), instead of hiding it behind megabytes of autotuning.
+            with contextlib.suppress(OSError):
+                stream.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SEND_BUFFER)
             stream.armed = True
             self._wake.set()
 
