@@ -105,7 +105,8 @@ def test_resume_on_the_other_worker_is_exact(server):
             assert all(e.type != "snapshot" for e in after), "an exact resume has no snapshot"
             union = before + prices(after)
             end = union[-1].json()["seq"]
-            wanted = reference.read_until(lambda e: e.type == "price" and e.json()["seq"] >= end, 20)
+            reached_end = lambda e: e.type == "price" and e.json()["seq"] >= end  # noqa: E731
+            wanted = reference.read_until(reached_end, 20)
             expected = [(e.id, e.data) for e in prices(reference.events)
                         if before[0].json()["seq"] <= e.json()["seq"] <= end]
             assert wanted
