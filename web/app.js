@@ -10,7 +10,7 @@ import { WatchlistTable } from "./table.js";
 
 const DEFAULT_SIZE = 8; // a first visit watches the market's first eight symbols
 const MAX_WATCHED = 50; // a readable table, and well inside the server's per-stream limit
-const MAX_RETRY_MS = 15_000;
+const MAX_RETRY_MS = 5_000;
 
 const byId = (id) => document.getElementById(id);
 const input = byId("add-symbol");
@@ -84,9 +84,12 @@ async function connect() {
   update();
 }
 
+// Without a Retry-After: 0.5 s, 1 s, 2 s, ... up to 5 s, each drawn at random around that
+// value so that a restarted server is not met by every page in the same instant.
 function retryLater(delayMs) {
+  const backoff = Math.min(500 * 2 ** failures, MAX_RETRY_MS) * (0.5 + Math.random());
   clearTimeout(retryTimer);
-  retryTimer = setTimeout(connect, delayMs ?? Math.min(1000 * 2 ** failures, MAX_RETRY_MS));
+  retryTimer = setTimeout(connect, delayMs ?? backoff);
   failures += 1;
 }
 
