@@ -1,0 +1,1 @@
+"""ticker's benchmarks: a load generator, a raw-gevent ceiling, and the runs that compare them."""

@@ -1,0 +1,227 @@
+"""Reading SSE responses at a million events a second: HTTP/1.1 framing and frame scanning.
+
+Strategy: the servers measured here write whole frames in each write, so nearly every
+read is one chunk holding nothing but ``price`` frames, and in one sweep every stream
+of a subscription group gets the very same bytes. ``Bodies`` therefore recognises a
+body it has parsed before from its length and its first and last seq (two ``find``s
+and a dict lookup) and shares the one parse among all the streams that read it. A new
+body is parsed with a few regexes over the whole of it (C speed), never split into
+frames in Python unless it mixes in other events (a snapshot, a status, a heartbeat).
+Lines end in LF only, as both servers write them.
+
+Pure: bytes in, values out; the socket loop lives in ``bench.loadgen``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+__all__ = ["Bodies", "ProtocolError", "ResponseReader", "Run", "items", "parse_run"]
+
+PRICE = b"event: price\n"
+_FRAME_END = b"\n\n"
+_SEQ = re.compile(rb'"seq":(\d+)')
+_TS = re.compile(rb'"ts":(\d+)')
+_QUOTE = re.compile(rb'"symbol":"([^"]+)","price":([^,}]+)')
+_ID = re.compile(rb"^id: [^\n]*-(\d+)$", re.MULTILINE)
+_MAX_HEADERS = 16 * 1024
+
+
+class ProtocolError(Exception):
+    """A response that is not a readable event stream (bad status, bad framing)."""
+
+
+class ResponseReader:
+    """One HTTP/1.1 response, fed in arbitrary pieces; gives back whole SSE frames."""
+
+    __slots__ = ("status", "chunked", "ended", "_raw", "_left", "_skip", "_tail")
+
+    def __init__(self) -> None:
+        self.status = 0  # 0 until the headers are in
+        self.chunked = False
+        self.ended = False  # the last chunk arrived: the server ended the stream
+        self._raw = b""  # bytes of an incomplete header block or chunk-size line
+        self._left = 0  # body bytes of the current chunk still to come
+        self._skip = 0  # bytes of the CRLF after a chunk body still to come
+        self._tail = b""  # body bytes after the last complete frame
+
+    def feed(self, data: bytes) -> bytes:
+        """The complete frames that ``data`` finishes (``b""`` when none).
+
+        Raises:
+            ProtocolError: a status other than 200, or broken chunk framing.
+        """
+        if self._raw:
+            data, self._raw = self._raw + data, b""
+        if not self.status:
+            end = data.find(b"\r\n\r\n")
+            if end < 0:
+                if len(data) > _MAX_HEADERS:
+                    raise ProtocolError("response headers too long")
+                self._raw = data
+                return b""
+            self._headers(data[:end])
+            data = data[end + 4:]
+        body = self._dechunk(data) if self.chunked else data
+        if self._tail:
+            body, self._tail = self._tail + body, b""
+        cut = body.rfind(_FRAME_END)
+        if cut < 0:
+            self._tail = body
+            return b""
+        cut += 2
+        if cut < len(body):
+            self._tail = body[cut:]
+            return body[:cut]
+        return body
+
+    def _headers(self, block: bytes) -> None:
+        lines = block.split(b"\r\n")
+        parts = lines[0].split(b" ", 2)
+        if len(parts) < 2 or not parts[1].isdigit():
+            raise ProtocolError(f"not an HTTP response: {lines[0][:80]!r}")
+        if parts[1] != b"200":
+            raise ProtocolError(f"HTTP {parts[1].decode()}")
+        self.status = 200
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"transfer-encoding":
+                self.chunked = b"chunked" in value.lower()
+
+    def _dechunk(self, data: bytes) -> bytes:
+        """The chunk bodies in ``data``, joined; keeps the state of a split chunk."""
+        if self._left == 0 and self._skip == 0:
+            # The common case: exactly one whole chunk.
+            line = data.find(b"\r\n")
+            if line > 0:
+                size = self._size(data[:line])
+                if len(data) == line + size + 4 and size:
+                    return data[line + 2:line + 2 + size]
+        parts = []
+        pos, end = 0, len(data)
+        while pos < end:
+            if self._left:
+                take = min(self._left, end - pos)
+                parts.append(data[pos:pos + take])
+                pos += take
+                self._left -= take
+            elif self._skip:
+                take = min(self._skip, end - pos)
+                pos += take
+                self._skip -= take
+            elif self.ended:
+                break
+            else:
+                line = data.find(b"\r\n", pos)
+                if line < 0:
+                    self._raw = data[pos:]
+                    break
+                size = self._size(data[pos:line])
+                pos = line + 2
+                self._left, self._skip = size, 2
+                if size == 0:
+                    self.ended = True
+        return b"".join(parts)
+
+    @staticmethod
+    def _size(line: bytes) -> int:
+        try:
+            return int(line.partition(b";")[0], 16)
+        except ValueError:
+            raise ProtocolError(f"bad chunk size line {line[:40]!r}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """A run of consecutive ``price`` frames, parsed.
+
+    ``ts10`` holds each frame's ``ts`` in tenths of a millisecond, the unit latencies
+    are counted in; ``prices`` maps each symbol to the price text of its last frame.
+    """
+
+    count: int
+    first: int
+    last: int
+    ordered: bool  # seqs strictly increasing
+    seqs: tuple[int, ...]
+    symbols: tuple[bytes, ...]
+    ts10: tuple[int, ...]
+    prices: dict[bytes, bytes]
+
+
+class Bodies:
+    """Turns bodies into items, parsing each distinct body of price frames once.
+
+    A body that starts with a price frame is known by its subscription group, length,
+    and first and last seq: within one market, two bodies alike in all four hold the
+    same frames, since every tick's frame is encoded once and sent to all.
+    """
+
+    def __init__(self, limit: int = 50_000) -> None:
+        self.limit = limit
+        self.parsed = 0
+        self._cache: dict[tuple, list[tuple]] = {}
+
+    def items(self, group: int, body: bytes) -> list[tuple]:
+        """``items(body)``, from the cache when a stream of ``group`` had this body before."""
+        if not body.startswith(PRICE):
+            return items(body)
+        first = _SEQ.search(body)
+        last = _SEQ.match(body, body.rfind(b'"seq":'))
+        if first is None or last is None:
+            raise ProtocolError("price frame without a seq")
+        key = (group, len(body), first.group(1), last.group(1))
+        found = self._cache.get(key)
+        if found is None:
+            if len(self._cache) >= self.limit:
+                self._cache.clear()
+            found = self._cache[key] = items(body)
+            self.parsed += 1
+        return found
+
+
+def parse_run(blob: bytes) -> Run:
+    """Every figure of a run of price frames, the slow way."""
+    seqs = tuple(map(int, _SEQ.findall(blob)))
+    quotes = _QUOTE.findall(blob)
+    ts10 = tuple(int(ts) * 10 for ts in _TS.findall(blob))
+    if not (len(seqs) == len(quotes) == len(ts10) == blob.count(PRICE)) or not seqs:
+        raise ProtocolError("price frame without symbol, price, ts or seq")
+    ordered = all(a < b for a, b in zip(seqs, seqs[1:], strict=False))
+    return Run(len(seqs), seqs[0], seqs[-1], ordered, seqs, tuple(q[0] for q in quotes), ts10,
+               dict(quotes))
+
+
+def items(body: bytes) -> list[tuple]:
+    """The events in ``body`` (whole frames), in order.
+
+    Each item is ``("price", run)`` for a run of consecutive price frames,
+    ``("snapshot", seq, prices)``, or ``("status", up)``. Comments and ``retry`` are
+    dropped.
+
+    Raises:
+        ProtocolError: a price frame without its figures, a snapshot without an id.
+    """
+    prices = body.count(PRICE)
+    if prices and prices == body.count(_FRAME_END):
+        return [("price", parse_run(body))]
+    out: list[tuple] = []
+    run: list[bytes] = []
+    for frame in body.split(_FRAME_END)[:-1]:
+        if frame.startswith(PRICE) or b"\nevent: price\n" in frame:
+            run.append(frame + _FRAME_END)
+            continue
+        if run:
+            out.append(("price", parse_run(b"".join(run))))
+            run = []
+        if b"event: snapshot" in frame:
+            seq = _ID.search(frame)
+            if seq is None:
+                raise ProtocolError("snapshot without an id")
+            out.append(("snapshot", int(seq.group(1)), dict(_QUOTE.findall(frame))))
+        elif b"event: status" in frame:
+            out.append(("status", b'"feed":"up"' in frame))
+    if run:
+        out.append(("price", parse_run(b"".join(run))))
+    return out

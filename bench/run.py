@@ -1,0 +1,225 @@
+"""The benchmark: each workload against ticker (one gunicorn worker, one core), then the ceiling.
+
+Per run: a fresh market (``python -m simulator run``) and a fresh server, the server
+pinned to CPU 0, this process (the load generator) and the market to CPU 1. The load
+generator connects, measures a window, stops the market and checks every stream; the
+server's CPU seconds (utime + stime of its worker) over the window and its peak RSS
+(``VmHWM``) come from /proc. Every figure is the median of ``--runs`` runs, and each of
+ticker's is also given as a ratio to the ceiling's. Raw results go to
+``bench/results/*.json``, the table to stdout, progress to stderr.
+
+    python -m bench                      # every workload, 3 runs each
+    python -m bench --workloads L,B --runs 1 --window 5
+    python -m bench --quick              # a few seconds, tiny sizes (the smoke test)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+from bench import procs
+from bench.loadgen import LoadGen
+
+__all__ = ["WORKLOADS", "Workload", "main", "measure"]
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    title: str
+    streams: int
+    symbols: int | None  # per stream; None: every symbol (``/stream``)
+    universe: int  # symbols in the market
+    rate: float  # ticks per second across the market
+    window: float  # seconds measured
+    target: str
+
+
+WORKLOADS = {w.name: w for w in [
+    Workload("L", "light", 100, None, 50, 10, 10, "p99 <= 5 ms"),
+    Workload("B", "broadcast", 5_000, None, 50, 100, 10,
+             "100% delivered, no conflation, p99 <= 100 ms, <= 2 us CPU/event, >= 70% of ceiling"),
+    Workload("X", "extreme", 10_000, None, 50, 100, 10,
+             "1,000,000 events/s, >= 99.9% delivered unconflated, p99 <= 250 ms"),
+    Workload("S", "selective", 10_000, 5, 100, 1_000, 10,
+             "every stream converges, >= 99% delivered unconflated, p99 <= 250 ms"),
+    Workload("H", "hold", 10_000, 1, 50, 1, 60,
+             "<= 24 KB server RSS per stream, all 10,000 held for 60 s"),
+]}
+
+
+def log(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def measure(kind: str, work: Workload, tmp: Path, *, seed: int, warmup: float) -> dict:
+    """One run of ``work`` against ``kind`` ("ticker" or "ceiling"): every figure."""
+    with procs.market(tmp, symbols=work.universe, rate=work.rate, seed=seed, cpu=1) as market, \
+            procs.server(kind, tmp, market.feed, streams=work.streams, cpu=0) as server:
+        pid = server.workers[0]
+        idle_kb = procs.memory_kb(pid, "VmRSS")
+        marks: dict[str, tuple[float, float]] = {}
+
+        def on_window(edge: str) -> None:
+            marks[edge] = (time.monotonic(), procs.cpu_seconds(pid))
+
+        generator = LoadGen("127.0.0.1", server.port, streams=work.streams,
+                            symbols=work.symbols, seed=seed, log=log)
+        result = generator.run(warmup=warmup, window=work.window, stop_market=market.stop,
+                               settle=15.0, on_window=on_window)
+        peak_kb = procs.memory_kb(pid, "VmHWM")
+        if kind == "ticker":
+            result["server_metrics"] = _metrics(server.get("/metrics")[1])
+    (t0, cpu0), (t1, cpu1) = marks["start"], marks["end"]
+    cpu = cpu1 - cpu0
+    result.update(
+        kind=kind, workload=work.name, rate=work.rate, seed=seed,
+        server_cpu_s=cpu, server_core=cpu / (t1 - t0),
+        server_cpu_us_per_event=cpu / result["events"] * 1e6 if result["events"] else None,
+        server_idle_kb=idle_kb, server_peak_kb=peak_kb,
+        server_kb_per_stream=(peak_kb - idle_kb) / max(1, result["opened"] + 1),
+    )
+    return result
+
+
+def _metrics(text: bytes) -> dict:
+    wanted = ("ticker_events_sent_total", "ticker_snapshots_sent_total", "ticker_streams_open")
+    found = {}
+    for line in text.decode().splitlines():
+        name, _, value = line.partition(" ")
+        if name in wanted:
+            found[name] = float(value)
+    return found
+
+
+def median_of(runs: list[dict]) -> dict:
+    """Each numeric figure's median over ``runs``; the rest from the first run."""
+    merged = dict(runs[0])
+    for key, value in runs[0].items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            values = [r[key] for r in runs if isinstance(r.get(key), (int, float))]
+            merged[key] = statistics.median(values)
+        elif isinstance(value, dict) and key == "latency_ms":
+            merged[key] = {k: statistics.median([r[key][k] for r in runs
+                                                 if r[key][k] is not None] or [None])
+                           for k in value}
+    merged["runs"] = len(runs)
+    return merged
+
+
+def verdict(work: Workload, t: dict, ceiling: dict) -> str:
+    """Which parts of ``work``'s target ``t`` (ticker's medians) misses; "met" if none."""
+    p99 = t["latency_ms"]["p99"] or float("inf")
+    delivered = t["delivery_ratio"] or 0.0
+    checks = {
+        "L": [(p99 <= 5, f"p99 {p99:g} ms")],
+        "B": [(delivered >= 0.99995, f"delivered {delivered:.3%}"),
+              (t["snapshots_in_window"] == 0, f"{t['snapshots_in_window']:g} snapshots"),
+              (p99 <= 100, f"p99 {p99:g} ms"),
+              ((t["server_cpu_us_per_event"] or 9e9) <= 2,
+               f"{t['server_cpu_us_per_event'] or 0:.2f} us CPU/event"),
+              (t["events_per_s"] >= 0.7 * ceiling["events_per_s"], "under 70% of the ceiling")],
+        "X": [(t["events_per_s"] >= 1e6, f"{t['events_per_s']:,.0f} events/s"),
+              (delivered >= 0.999, f"delivered {delivered:.3%}"),
+              (p99 <= 250, f"p99 {p99:g} ms")],
+        "S": [(t["converged"] == t["opened"], f"{t['converged']} of {t['opened']} converged"),
+              (delivered >= 0.99, f"delivered {delivered:.3%}"),
+              (p99 <= 250, f"p99 {p99:g} ms")],
+        "H": [(t["server_kb_per_stream"] <= 24, f"{t['server_kb_per_stream']:.1f} KB/stream"),
+              (t["opened"] == work.streams and t["open_at_window_end"] == work.streams
+               and t["dropped"] == 0, f"{t['open_at_window_end']:g} held")],
+    }[work.name]
+    missed = [why for ok, why in checks if not ok]
+    return "met" if not missed else "MISSED: " + ", ".join(missed)
+
+
+def _ratio(a, b) -> str:
+    return f"{a / b:.2f}" if a is not None and b else "-"
+
+
+def table(rows: list[tuple[Workload, dict, dict]]) -> str:
+    """One line per workload and server, ticker's with its ratio to the ceiling."""
+    head = ("| workload | server | streams | events/s | delivered | snapshots | gaps/dups "
+            "| converged | p50 ms | p99 ms | max ms | CPU us/event | server core "
+            "| KB/stream | tool core | target |")
+    lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
+    for work, ticker, ceiling in rows:
+        for kind, r in (("ticker", ticker), ("ceiling", ceiling)):
+            lat = r["latency_ms"]
+            ratio = kind == "ticker"
+            events = f"{r['events_per_s']:,.0f}" + (
+                f" ({_ratio(r['events_per_s'], ceiling['events_per_s'])}x)" if ratio else "")
+            p99 = f"{lat['p99']}" + (f" ({_ratio(lat['p99'], ceiling['latency_ms']['p99'])}x)"
+                                     if ratio else "")
+            cpu = r["server_cpu_us_per_event"]
+            cpu_text = "-" if cpu is None else f"{cpu:.2f}" + (
+                f" ({_ratio(cpu, ceiling['server_cpu_us_per_event'])}x)" if ratio else "")
+            delivered = "-" if r["delivery_ratio"] is None else f"{r['delivery_ratio']:.3%}"
+            lines.append(
+                f"| {work.name} {work.title} | {kind} | {r['opened']:,.0f} | {events} "
+                f"| {delivered} | {r['snapshots_in_window']:g} | {r['gaps']:g}/{r['dups']:g} "
+                f"| {r['converged']:g} | {lat['p50']} | {p99} | {lat['max']} | {cpu_text} "
+                f"| {r['server_core']:.0%} | {r['server_kb_per_stream']:.1f} "
+                f"| {r['loadgen_cpu']:.0%} | {verdict(work, r, ceiling) if ratio else ''} |")
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workloads", default=",".join(WORKLOADS), metavar="L,B,X,S,H")
+    parser.add_argument("--runs", type=int, default=3, help="the median of these is reported")
+    parser.add_argument("--window", type=float, help="seconds measured (default: per workload)")
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds after the ramp")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny sizes and a short window: checks the tools, measures nothing")
+    args = parser.parse_args(argv)
+    unknown = set(args.workloads.split(",")) - set(WORKLOADS)
+    if unknown:
+        parser.error(f"unknown workloads: {', '.join(sorted(unknown))}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Run the chosen workloads; print the table; return what was written to JSON."""
+    args = parse_args(argv)
+    if len(os.sched_getaffinity(0)) > 1:
+        os.sched_setaffinity(0, {1})  # the load generator's CPU; the server has CPU 0
+    rows, report = [], {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "workloads": []}
+    for name in args.workloads.split(","):
+        work = WORKLOADS[name]
+        if args.quick:
+            work = replace(work, streams=min(work.streams, 20), window=2.0)
+        if args.window:
+            work = replace(work, window=args.window)
+        runs: dict[str, list[dict]] = {"ticker": [], "ceiling": []}
+        for number in range(1, args.runs + 1):
+            for kind in runs:
+                log(f"{work.name} {work.title}: {kind}, run {number} of {args.runs}")
+                with tempfile.TemporaryDirectory(prefix="ticker-bench-") as tmp:
+                    runs[kind].append(measure(kind, work, Path(tmp), seed=number,
+                                              warmup=0.5 if args.quick else args.warmup))
+        ticker, ceiling = median_of(runs["ticker"]), median_of(runs["ceiling"])
+        rows.append((work, ticker, ceiling))
+        report["workloads"].append({"workload": asdict(work), "runs": runs,
+                                    "median": {"ticker": ticker, "ceiling": ceiling},
+                                    "verdict": verdict(work, ticker, ceiling)})
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / time.strftime("bench-%Y%m%d-%H%M%S.json")
+    path.write_text(json.dumps(report, indent=1))
+    print(table(rows))
+    log(f"raw results: {path}")
+    return report
+
+
+if __name__ == "__main__":
+    main()

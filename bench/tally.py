@@ -1,0 +1,219 @@
+"""What every stream received, checked against the market, and the figures that follow.
+
+Strategy: per stream only counters and a few seqs are kept while reading; everything
+that needs the whole market is settled at the end against the reference, one extra
+stream for every symbol whose every tick is recorded. A stream's life is cut into
+segments at its snapshots (a snapshot restarts it from the market's state, so what it
+skipped before one is conflation, not loss); within a segment it must get exactly the
+reference's ticks for its symbols, so ``expected - received`` is its gaps and a surplus
+its duplicates. "Delivered" is judged by market time: of the ticks the market produced
+in the window (by ``ts``), the share each stream received, whenever it arrived.
+Latency is arrival time minus ``ts`` for every price event that arrives in the window,
+counted in tenths of a millisecond (``ts`` itself is whole milliseconds).
+
+Pure: the loop in ``bench.loadgen`` feeds it bodies and clock readings.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+from collections import Counter
+
+from bench.framing import Bodies, Run
+
+__all__ = ["Stream", "Tally"]
+
+
+class Stream:
+    """One stream's subscription and counters."""
+
+    __slots__ = (
+        "group", "symbols", "wants", "last_seq", "start", "count", "segments", "snapshots",
+        "window_snapshots", "in_window", "prices", "recent", "feed_down", "dups", "disorder",
+    )
+
+    def __init__(self, group: int, symbols: frozenset[bytes] | None, universe: int) -> None:
+        self.group = group
+        self.symbols = symbols  # None: every symbol
+        self.wants = universe if symbols is None else len(symbols)
+        self.last_seq = -1
+        self.start = -1  # seq of the snapshot the current segment starts from
+        self.count = 0  # price events in the current segment
+        self.segments: list[tuple[int, int, int]] = []  # (after seq, to seq, received)
+        self.snapshots = 0
+        self.window_snapshots = 0
+        self.in_window = 0  # price events whose ts is in the window
+        self.prices: dict[bytes, bytes] = {}  # symbol: last price, as of the last fold
+        self.recent: list[dict[bytes, bytes]] = []  # prices of the events since then
+        self.feed_down = False
+        self.dups = 0
+        self.disorder = 0
+
+    def fold(self) -> dict[bytes, bytes]:
+        """The last price per symbol, merging what arrived since the last fold.
+
+        Merging per read would cost a dict update per read; merging newest first stops as
+        soon as every symbol is known, which is usually a few reads back.
+        """
+        merged: dict[bytes, bytes] = {}
+        for prices in reversed(self.recent):
+            if len(merged) >= self.wants:
+                break
+            newer, merged = merged, prices.copy()
+            merged.update(newer)
+        self.prices.update(merged)
+        self.recent.clear()
+        return self.prices
+
+
+class Tally:
+    """Every stream's counters, the reference's record of the market, and the window."""
+
+    def __init__(self) -> None:
+        self.bodies = Bodies()
+        self.reference: Stream | None = None
+        self.ref_from = -1  # seq of the reference's first snapshot
+        self.measuring = False  # arrivals and latencies are counted only while True
+        self.window10 = (0, 0)  # market-time window [from, to) in tenths of a ms
+        self.arrivals = 0
+        self.latency: Counter[int] = Counter()
+        self.ref_seqs: list[int] = []
+        self.ref_ts10: list[int] = []
+        self.ref_by_symbol: dict[bytes, list[int]] = {}
+        self.ref_window: Counter[bytes] = Counter()
+
+    # Reading -------------------------------------------------------------------------
+
+    def feed(self, stream: Stream, body: bytes, now10: int) -> None:
+        """Account for ``body`` (whole frames) arriving on ``stream`` at ``now10``."""
+        for item in self.bodies.items(stream.group, body):
+            kind = item[0]
+            if kind == "price":
+                self._prices(stream, item[1], now10)
+            elif kind == "snapshot":
+                self._snapshot(stream, item[1], item[2])
+            else:
+                stream.feed_down = not item[1]
+
+    def _prices(self, stream: Stream, run: Run, now10: int) -> None:
+        if run.first <= stream.last_seq:
+            stream.dups += bisect_right(run.seqs, stream.last_seq) if run.ordered else 1
+        if not run.ordered:
+            stream.disorder += 1
+        stream.count += run.count
+        stream.last_seq = max(stream.last_seq, run.last)
+        stream.recent.append(run.prices)
+        if len(stream.recent) >= 64:
+            stream.fold()
+        since, until = self.window10
+        ts10 = run.ts10
+        if since <= ts10[0] and ts10[-1] < until:
+            stream.in_window += run.count
+        elif ts10[-1] >= since and ts10[0] < until:
+            stream.in_window += bisect_left(ts10, until) - bisect_left(ts10, since)
+        if self.measuring:
+            self.arrivals += run.count
+            self.latency.update(map(now10.__sub__, ts10))
+        if stream is self.reference:
+            self._record(run)
+
+    def _snapshot(self, stream: Stream, seq: int, prices: dict[bytes, bytes]) -> None:
+        if stream.start >= 0:
+            stream.segments.append((stream.start, stream.last_seq, stream.count))
+            stream.snapshots += 1
+            if self.measuring:
+                stream.window_snapshots += 1
+        elif stream is self.reference:
+            self.ref_from = seq
+        stream.start, stream.count = seq, 0
+        stream.last_seq = max(stream.last_seq, seq)
+        stream.recent.append(prices)
+
+    def _record(self, run: Run) -> None:
+        """The reference's copy of every tick: seq, symbol, ts."""
+        self.ref_seqs.extend(run.seqs)
+        self.ref_ts10.extend(run.ts10)
+        since, until = self.window10
+        by_symbol = self.ref_by_symbol
+        for seq, symbol, ts10 in zip(run.seqs, run.symbols, run.ts10, strict=True):
+            by_symbol.setdefault(symbol, []).append(seq)
+            if since <= ts10 < until:
+                self.ref_window[symbol] += 1
+
+    # Settling ------------------------------------------------------------------------
+
+    def expected(self, symbols: frozenset[bytes] | None, after: int, upto: int) -> int:
+        """The reference's ticks for ``symbols`` with ``after < seq <= upto``."""
+        if symbols is None:
+            return bisect_right(self.ref_seqs, upto) - bisect_right(self.ref_seqs, after)
+        total = 0
+        for symbol in symbols:
+            seqs = self.ref_by_symbol.get(symbol)
+            if seqs:
+                total += bisect_right(seqs, upto) - bisect_right(seqs, after)
+        return total
+
+    def check(self, streams: list[Stream], settled: bool) -> dict:
+        """Gaps, duplicates, delivery and convergence of ``streams``, against the reference.
+
+        Gaps, duplicates and final prices are ``None`` unless ``settled``: the market has
+        stopped and every stream has had the time to get its last ticks.
+        """
+        ref = self.reference
+        final = ref.last_seq
+        final_prices = ref.fold()
+        # The reference must have seen every tick from its first snapshot on.
+        ref_lost = (final - self.ref_from) - len(self.ref_seqs)
+        gaps = dups = disorder = expected = delivered = converged = snapshots = 0
+        conflated_streams = 0
+        for stream in streams:
+            if stream.start < 0:
+                continue
+            for after, upto, got in (*stream.segments, (stream.start, final, stream.count)):
+                missing = self.expected(stream.symbols, after, upto) - got
+                if missing > 0:
+                    gaps += missing
+                else:
+                    dups -= missing
+            dups += stream.dups
+            disorder += stream.disorder
+            wanted = (sum(self.ref_window.values()) if stream.symbols is None
+                      else sum(self.ref_window[s] for s in stream.symbols))
+            expected += wanted
+            delivered += min(stream.in_window, wanted)
+            snapshots += stream.window_snapshots
+            conflated_streams += stream.window_snapshots > 0
+            names = final_prices.keys() if stream.symbols is None else stream.symbols
+            prices = stream.fold()
+            converged += all(prices.get(s) == final_prices.get(s) for s in names)
+        return {
+            "ticks_in_window": sum(self.ref_window.values()),
+            "expected": expected,
+            "delivered": delivered,
+            "delivery_ratio": delivered / expected if expected else None,
+            "gaps": gaps if settled else None,
+            "dups": dups if settled else None,
+            "disorder": disorder,
+            "snapshots_in_window": snapshots,
+            "conflated_streams": conflated_streams,
+            "converged": converged if settled else None,
+            "reference_lost": ref_lost,
+            "final_seq": final,
+            "bodies_parsed": self.bodies.parsed,
+        }
+
+    def latency_ms(self) -> dict:
+        """p50, p99 and max of the counted latencies, in milliseconds."""
+        total = sum(self.latency.values())
+        if not total:
+            return {"p50": None, "p99": None, "max": None}
+        marks = {"p50": 0.50 * total, "p99": 0.99 * total}
+        out, seen = {}, 0
+        for value in sorted(self.latency):
+            seen += self.latency[value]
+            for name, mark in list(marks.items()):
+                if seen >= mark:
+                    out[name] = value / 10
+                    del marks[name]
+        out["max"] = max(self.latency) / 10
+        return out
