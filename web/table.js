@@ -50,6 +50,11 @@ export class WatchlistTable {
   queue(quote) {
     const row = this.rows.get(quote.symbol);
     if (!row) return;
+    // Another open is another market day (the market was restarted): start the line over.
+    if (quote.open !== row.open) {
+      row.open = quote.open;
+      row.prices = [];
+    }
     // A snapshot after a reconnect may repeat the tick already drawn.
     if (quote.seq !== row.seq) {
       row.seq = quote.seq;
@@ -96,6 +101,7 @@ export class WatchlistTable {
       spark: prepare(cells.trend.querySelector("canvas")),
       company,
       quote: null,
+      open: null,
       seq: null,
       prices: [],
     };
