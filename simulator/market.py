@@ -245,7 +245,7 @@ def _echo_id(message: dict) -> object:
 def listen(address: Address) -> socket.socket:
     """A listening socket for ``address``.
 
-    A Unix socket is bound under a temporary name, set to mode 0600 and renamed into
+    A Unix socket is bound under a temporary name with mode 0600 and renamed into
     place, so its path appears only once it accepts connections and is never open to
     other users. A socket file left by a crashed market is replaced; a live one is not.
 
@@ -270,7 +270,7 @@ def _listen_unix(address: UnixAddress) -> socket.socket:
     _remove_if_stale(path)
     temporary = f"{path}.{os.getpid()}"
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    umask = os.umask(0o177)
+    umask = os.umask(0o177)  # the socket file is born 0600: no moment open to others
     try:
         sock.bind(temporary)
     except OSError:
@@ -279,7 +279,6 @@ def _listen_unix(address: UnixAddress) -> socket.socket:
     finally:
         os.umask(umask)
     try:
-        os.chmod(temporary, 0o600)
         sock.listen(128)
         os.rename(temporary, path)
     except OSError:
