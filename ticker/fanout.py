@@ -4,7 +4,7 @@ Strategy: writes are the cost (one ``send`` is ~10 us of kernel time, whatever i
 size), so a stream never gets a write per tick. The feed reader only appends to the
 ``EventLog`` and wakes the sweeper; the sweeper then visits every stream once and
 writes everything that piled up since its last visit in a single non-blocking
-``write`` to the socket. Streams with the same subscription share one join of the new
+``send`` to the socket. Streams with the same subscription share one join of the new
 frames, and one chunk header, per sweep. Under light load a sweep follows each tick
 within a couple of milliseconds; under heavy load sweeps run back to back, each one
 carrying more, so writes per stream stay bounded while events per write grow.
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import socket
 import time
 from collections.abc import Iterable
@@ -58,13 +57,12 @@ class Stream:
     """One open SSE response: its socket, subscription and cursor into the log."""
 
     __slots__ = (
-        "sock", "fd", "key", "chunked", "generation", "cursor", "feed_up",
+        "sock", "key", "chunked", "generation", "cursor", "feed_up",
         "pending", "stalled_since", "last_write", "armed", "closed", "done",
     )
 
     def __init__(self, sock: socket.socket, key: frozenset[str] | None, chunked: bool) -> None:
         self.sock = sock
-        self.fd = sock.fileno()
         self.key = key
         self.chunked = chunked
         self.generation = -1
@@ -153,7 +151,9 @@ class Fanout:
     def arm(self, stream: Stream) -> None:
         """The first bytes are out: from now on the sweeper writes this stream."""
         if not stream.closed:
-            os.set_blocking(stream.fd, False)
+            # Timeout zero makes send() non-blocking for plain and TLS sockets alike: it
+            # takes what the kernel (or the TLS layer) accepts now and never waits.
+            stream.sock.settimeout(0.0)
             # A small kernel buffer makes a reader that stopped visible within seconds
             # (the socket fills), instead of hiding it behind megabytes of autotuning.
             with contextlib.suppress(OSError):
@@ -177,7 +177,7 @@ class Fanout:
             metrics.STREAMS_DROPPED.labels(reason).inc()
         if stream.armed and stream.chunked and stream.pending is None:
             with contextlib.suppress(OSError):
-                os.write(stream.fd, _LAST_CHUNK)
+                stream.sock.send(_LAST_CHUNK)
         stream.pending = None
         with contextlib.suppress(OSError):
             stream.sock.shutdown(socket.SHUT_RDWR)
@@ -287,7 +287,7 @@ class Fanout:
     def _send(self, stream: Stream, data: bytes, now: float) -> int:
         """One non-blocking write; keeps the unsent rest, closes the stream on error."""
         try:
-            written = os.write(stream.fd, data)
+            written = stream.sock.send(data)
         except BlockingIOError:
             written = 0
         except OSError:
@@ -303,7 +303,7 @@ class Fanout:
         """Push out a stream's unsent remainder; True once it is all out."""
         pending = stream.pending
         try:
-            written = os.write(stream.fd, pending)
+            written = stream.sock.send(pending)
         except BlockingIOError:
             written = 0
         except OSError:
