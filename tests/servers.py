@@ -82,7 +82,7 @@ def run_gunicorn(
 ) -> Iterator[Gunicorn]:
     """gunicorn with our gunicorn.conf.py, reading ``feed``, stopped when the block ends."""
     port = port or free_port()
-    log_path = tmp_path / f"gunicorn-{port}.log"
+    log_path = tmp_path / f"gunicorn-{port}-{time.monotonic_ns()}.log"
     environment = {k: v for k, v in os.environ.items()
                    if k not in ("PROMETHEUS_MULTIPROC_DIR", "WEB_CONCURRENCY")}
     environment.update({"TICKER_FEED": feed, **(env or {})})

@@ -103,3 +103,12 @@ def test_page_and_favicon(client):
         assert page.status_code == 200 and b"<html" in page.data
     with client.get("/favicon.ico") as icon:
         assert icon.status_code == 200 and b"<svg" in icon.data
+
+
+def test_a_stopping_worker_tells_browsers_to_reconnect_rather_than_refusing(app, client):
+    # Any status but 200 would make a browser's EventSource give up for good.
+    app.extensions["ticker"].fanout.closing = True
+    response = client.get("/stream?symbols=AAA")
+    assert response.status_code == 200
+    assert response.content_type == "text/event-stream"
+    assert response.data == b"retry: 2000\n\n"

@@ -119,10 +119,8 @@ class Fanout:
         the caller ``arm``s the stream.
 
         Raises:
-            Refused: the worker is full or shutting down.
+            Refused: the worker holds as many streams as it may.
         """
-        if self.closing:
-            raise Refused("server is shutting down")
         if self.count >= self.max_streams:
             metrics.STREAMS_REFUSED.inc()
             raise Refused("server holds as many streams as it is configured to")

@@ -40,6 +40,10 @@ def _open(symbols_text: str | None) -> Response:
     symbols = parse_symbols(symbols_text, service.log, service.config.max_symbols)
     if request.method == "HEAD":
         return Response(status=200, headers=SSE_HEADERS, content_type=_CONTENT_TYPE)
+    if service.fanout.closing:
+        # A browser gives up for good on any answer but 200; an empty stream that ends
+        # at once makes it reconnect after `retry`, to a worker that is not stopping.
+        return Response(service.fanout.retry_frame, headers=SSE_HEADERS, content_type=_CONTENT_TYPE)
     sock = request.environ.get("gunicorn.socket")
     if sock is None:
         raise ApiError(503, "streams are served by gunicorn's gevent worker only")
