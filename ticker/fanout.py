@@ -156,6 +156,10 @@ class Fanout:
             # (the socket fills), instead of hiding it behind megabytes of autotuning.
             with contextlib.suppress(OSError):
                 stream.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SEND_BUFFER)
+            # Each sweep's write is complete in itself: Nagle's algorithm would hold it back
+            # until the client acknowledges the previous one (up to 40 ms of delayed ACK).
+            if stream.sock.family in (socket.AF_INET, socket.AF_INET6):
+                stream.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             stream.armed = True
             self._wake.set()
 
