@@ -52,11 +52,14 @@ def _dumps(value: object) -> str:
 
 
 class _Client:
-    __slots__ = ("sock", "fd", "pending", "done")
+    __slots__ = ("sock", "fd", "key", "after", "pending", "done")
 
-    def __init__(self, sock: socket.socket, first: bytes) -> None:
+    def __init__(self, sock: socket.socket, key: frozenset[str] | None, after: int,
+                 first: bytes) -> None:
         self.sock = sock
         self.fd = sock.fileno()
+        self.key = key
+        self.after = after  # the seq its snapshot is as of
         self.pending = first
         self.done = Event()
 
@@ -73,6 +76,7 @@ class Ceiling:
         self.quotes: dict[str, str] = {}  # symbol: quote JSON
         self.new: list[tuple[int, str | None, bytes]] = []  # (seq, symbol or None: all, frame)
         self.groups: dict[frozenset[str] | None, list[_Client]] = {}
+        self.joining: list[_Client] = []  # new sockets, written from the next sweep on
         self.wake = Event()
 
     # The feed ------------------------------------------------------------------------
@@ -128,10 +132,11 @@ class Ceiling:
         snapshot = sse.encode(f'{{"quotes":[{quotes}]}}', event="snapshot",
                               id=f"{self.epoch}-{self.head}")
         status = sse.encode('{"feed":"up"}', event="status")
-        client = _Client(sock, _HEADERS + _chunk(_RETRY + snapshot + status))
+        client = _Client(sock, key, self.head, _HEADERS + _chunk(_RETRY + snapshot + status))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as gunicorn's sockets
         sock.setblocking(False)
-        self.groups.setdefault(key, []).append(client)
-        self._write(client, b"")
+        self.joining.append(client)
+        self.wake.set()
         client.done.wait()
 
     def sweep(self) -> None:
@@ -151,6 +156,13 @@ class Ceiling:
                     data = _chunk(body) if body else b""
                     for client in list(members):
                         self._write(client, data)
+            joining, self.joining = self.joining, []
+            for client in joining:
+                # Its snapshot already holds the ticks up to ``after``.
+                body = b"".join(frame for seq, symbol, frame in new if seq > client.after and (
+                    client.key is None or symbol is None or symbol in client.key))
+                self.groups.setdefault(client.key, []).append(client)
+                self._write(client, _chunk(body) if body else b"")
             gevent.sleep(max(self.min_pause, (time.monotonic() - started) / 2))
 
     @staticmethod

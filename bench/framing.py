@@ -3,7 +3,7 @@
 Strategy: the servers measured here write whole frames in each write, so nearly every
 read is one chunk holding nothing but ``price`` frames, and in one sweep every stream
 of a subscription group gets the very same bytes. ``Bodies`` therefore recognises a
-body it has parsed before from its length and its first and last seq (two ``find``s
+body it has parsed before from its length and its first id and last seq (two slices
 and a dict lookup) and shares the one parse among all the streams that read it. A new
 body is parsed with a few regexes over the whole of it (C speed), never split into
 frames in Python unless it mixes in other events (a snapshot, a status, a heartbeat).
@@ -63,7 +63,10 @@ class ResponseReader:
                 return b""
             self._headers(data[:end])
             data = data[end + 4:]
-        body = self._dechunk(data) if self.chunked else data
+        if not self.chunked:
+            body = data
+        elif self._left or self._skip or not (body := self._whole_chunk(data)):
+            body = self._dechunk(data)
         if self._tail:
             body, self._tail = self._tail + body, b""
         cut = body.rfind(_FRAME_END)
@@ -89,15 +92,21 @@ class ResponseReader:
             if name.strip().lower() == b"transfer-encoding":
                 self.chunked = b"chunked" in value.lower()
 
+    @staticmethod
+    def _whole_chunk(data: bytes) -> bytes:
+        """The body of ``data`` if it is exactly one whole chunk (the usual read), else b""."""
+        line = data.find(b"\r\n", 0, 18)
+        if line > 0:
+            try:
+                size = int(data[:line], 16)
+            except ValueError:  # an extension, or garbage: the slow path tells which
+                return b""
+            if size and len(data) == line + size + 4:
+                return data[line + 2:line + 2 + size]
+        return b""
+
     def _dechunk(self, data: bytes) -> bytes:
         """The chunk bodies in ``data``, joined; keeps the state of a split chunk."""
-        if self._left == 0 and self._skip == 0:
-            # The common case: exactly one whole chunk.
-            line = data.find(b"\r\n")
-            if line > 0:
-                size = self._size(data[:line])
-                if len(data) == line + size + 4 and size:
-                    return data[line + 2:line + 2 + size]
         parts = []
         pos, end = 0, len(data)
         while pos < end:
@@ -154,8 +163,8 @@ class Bodies:
     """Turns bodies into items, parsing each distinct body of price frames once.
 
     A body that starts with a price frame is known by its subscription group, length,
-    and first and last seq: within one market, two bodies alike in all four hold the
-    same frames, since every tick's frame is encoded once and sent to all.
+    first id and last seq: within one market, two bodies alike in all four hold the same
+    frames, since every tick's frame is encoded once and sent to everyone.
     """
 
     def __init__(self, limit: int = 50_000) -> None:
@@ -167,11 +176,8 @@ class Bodies:
         """``items(body)``, from the cache when a stream of ``group`` had this body before."""
         if not body.startswith(PRICE):
             return items(body)
-        first = _SEQ.search(body)
-        last = _SEQ.match(body, body.rfind(b'"seq":'))
-        if first is None or last is None:
-            raise ProtocolError("price frame without a seq")
-        key = (group, len(body), first.group(1), last.group(1))
+        # The first frame's id line and the last frame's seq lie within these slices.
+        key = (group, len(body), body[:80], body[-64:])
         found = self._cache.get(key)
         if found is None:
             if len(self._cache) >= self.limit:

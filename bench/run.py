@@ -86,6 +86,8 @@ def measure(kind: str, work: Workload, tmp: Path, *, seed: int, warmup: float) -
         kind=kind, workload=work.name, rate=work.rate, seed=seed,
         server_cpu_s=cpu, server_core=cpu / (t1 - t0),
         server_cpu_us_per_event=cpu / result["events"] * 1e6 if result["events"] else None,
+        # What one core would deliver at this batching, were it not shared.
+        events_per_cpu_s=result["events"] / cpu if cpu else None,
         server_idle_kb=idle_kb, server_peak_kb=peak_kb,
         server_kb_per_stream=(peak_kb - idle_kb) / max(1, result["opened"] + 1),
     )
