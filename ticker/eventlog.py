@@ -163,6 +163,16 @@ class EventLog:
             frames = [frame for _, sym, frame in self._entries[start:] if sym in wanted]
         return b"".join(frames), len(frames)
 
+    def frames(self, quotes: Iterable[dict], symbols: Iterable[str] | None) -> tuple[bytes, int]:
+        """``price`` frames for ticks from elsewhere (older than the log), encoded as
+        ``append`` encodes them, so a replay from the source is byte-identical."""
+        wanted = None if symbols is None else frozenset(symbols)
+        frames = [
+            sse.encode(_dumps(quote), event="price", id=self.event_id(quote["seq"]))
+            for quote in quotes if wanted is None or quote["symbol"] in wanted
+        ]
+        return b"".join(frames), len(frames)
+
     def snapshot(self, symbols: Iterable[str] | None) -> bytes:
         """A ``snapshot`` frame of the latest quotes, with the id of the log's head."""
         chosen = self.universe if symbols is None else symbols

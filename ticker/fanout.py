@@ -29,7 +29,7 @@ import contextlib
 import logging
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import gevent
 from gevent.event import Event
@@ -37,9 +37,12 @@ from gevent.event import Event
 from ticker import metrics, sse
 from ticker.eventlog import EventLog
 
-__all__ = ["Fanout", "Refused", "Stream"]
+__all__ = ["Fanout", "History", "Refused", "Stream"]
 
 logger = logging.getLogger(__name__)
+
+# Ticks after one seq up to another, from the feed source: (after, until) -> quotes or None.
+History = Callable[[int, int], "list[dict] | None"]
 
 _LAST_CHUNK = b"0\r\n\r\n"
 _SEND_BUFFER = 64 * 1024
@@ -110,13 +113,14 @@ class Fanout:
 
     def open(
         self, sock: socket.socket, symbols: Iterable[str] | None, last_event_id: str | None,
-        *, chunked: bool,
+        *, chunked: bool, history: History | None = None,
     ) -> tuple[Stream, bytes]:
         """Register a stream and return it with the first bytes its response carries.
 
-        Those bytes (retry, then a snapshot or the exact replay after ``last_event_id``,
-        then the feed status) go out through the WSGI server; the sweeper takes over once
-        the caller ``arm``s the stream.
+        Those bytes (retry, then the exact replay after ``last_event_id`` or else a
+        snapshot, then the feed status) go out through the WSGI server; the sweeper takes
+        over once the caller ``arm``s the stream. ``history`` reaches further back than
+        the log, when the feed source keeps more.
 
         Raises:
             Refused: the worker holds as many streams as it may.
@@ -127,13 +131,13 @@ class Fanout:
         log = self.log
         stream = Stream(sock, None if symbols is None else frozenset(symbols), chunked)
         parts = [self.retry_frame]
-        cursor = log.parse_id(last_event_id)
-        if cursor is not None and log.covers(log.generation, cursor):
-            body, count = log.replay(cursor, stream.key)
+        resumed = self._resume(last_event_id, stream.key, history)
+        if resumed is not None:
+            body, count, cursor = resumed
             parts.append(body)
             metrics.RESUMES.inc()
             metrics.EVENTS_SENT.inc(count)
-            stream.generation, stream.cursor = log.generation, max(cursor, log.head)
+            stream.generation, stream.cursor = log.generation, cursor
         elif log.epoch is not None:
             parts.append(log.snapshot(stream.key))
             metrics.SNAPSHOTS_SENT.inc()
@@ -145,6 +149,27 @@ class Fanout:
         self.count += 1
         metrics.STREAMS_OPEN.inc()
         return stream, b"".join(parts)
+
+    def _resume(
+        self, last_event_id: str | None, key: frozenset[str] | None, history: History | None,
+    ) -> tuple[bytes, int, int] | None:
+        """The exact replay after ``last_event_id``: frames, how many, and the new cursor."""
+        log = self.log
+        cursor = log.parse_id(last_event_id)
+        if cursor is None:
+            return None
+        if log.covers(log.generation, cursor):
+            body, count = log.replay(cursor, key)
+            return body, count, max(cursor, log.head)
+        if history is None:
+            return None
+        generation, head = log.generation, log.head
+        older = history(cursor, head)
+        if older is None or not log.covers(generation, head):
+            return None
+        body, count = log.frames(older, key)
+        rest, more = log.replay(head, key)
+        return body + rest, count + more, log.head
 
     def arm(self, stream: Stream) -> None:
         """The first bytes are out: from now on the sweeper writes this stream."""

@@ -17,21 +17,15 @@ import time
 from collections.abc import Callable
 
 import gevent
-from gevent import socket
 
 from simulator import address, wire
-from ticker import metrics
+from ticker import metrics, sources
 from ticker.eventlog import EventLog, GapError
+from ticker.sources import FeedLost
 
 __all__ = ["FeedReader"]
 
 logger = logging.getLogger(__name__)
-
-_READ_SIZE = 256 * 1024
-
-
-class FeedLost(Exception):
-    """The connection to the feed ended or broke the protocol; reconnect."""
 
 
 class FeedReader:
@@ -71,42 +65,18 @@ class FeedReader:
             gevent.sleep(delay * random.uniform(0.5, 1.0))
             delay = min(self.backoff_max, delay * 2)
 
-    def _connect(self) -> socket.socket:
-        where = self.address
-        if isinstance(where, address.UnixAddress):
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            target: object = where.path
-        elif isinstance(where, address.TcpAddress):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            target = (where.host, where.port)
-        else:
-            raise OSError(f"this reader cannot read {where}")
-        try:
-            sock.connect(target)
-        except OSError:
-            sock.close()
-            raise
-        return sock
-
     def _session(self) -> None:
-        sock = self._connect()
-        decoder = wire.Decoder()
+        """One connection's life: apply each batch of messages, then wake the fan-out."""
         self._hello = None
-        try:
-            while True:
-                data = sock.recv(_READ_SIZE)
-                if not data:
-                    raise FeedLost("feed closed the connection")
-                for item in decoder.feed(data):
-                    if isinstance(item, wire.WireError):
-                        logger.warning("feed sent a bad line: %s", item)
-                    else:
-                        self.apply(item)
-                if self._newest_ts:
-                    metrics.FEED_LAG.set(max(0.0, time.time() - self._newest_ts / 1000))
-                self.on_change()
-        finally:
-            sock.close()
+        for batch in sources.messages(self.address, self.log):
+            for item in batch:
+                if isinstance(item, wire.WireError):
+                    logger.warning("feed sent a bad line: %s", item)
+                else:
+                    self.apply(item)
+            if self._newest_ts:
+                metrics.FEED_LAG.set(max(0.0, time.time() - self._newest_ts / 1000))
+            self.on_change()
 
     def apply(self, message: dict) -> None:
         """Apply one feed message to the log.

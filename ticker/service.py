@@ -7,9 +7,11 @@ from collections.abc import Callable
 
 import gevent
 
+from simulator import address, wire
+from ticker import sources
 from ticker.config import Config
 from ticker.eventlog import EventLog
-from ticker.fanout import Fanout
+from ticker.fanout import Fanout, History
 from ticker.feed import FeedReader
 
 __all__ = ["TickerService"]
@@ -33,6 +35,10 @@ class TickerService:
             catch_up_bytes=config.catch_up_bytes,
         )
         self.feed = FeedReader(config.feed, self.log, self.fanout.wake)
+        where = address.parse(config.feed)
+        self.history: History | None = None
+        if isinstance(where, address.RedisAddress):
+            self.history = lambda after, until: _quotes(sources.history(where.url, after, until))
         self._greenlets: list[gevent.Greenlet] = []
 
     def start(self, stopping: Callable[[], bool] | None = None) -> None:
@@ -55,3 +61,13 @@ class TickerService:
     def stop(self) -> None:
         self.fanout.close_all()
         gevent.killall([g for g in self._greenlets if g is not gevent.getcurrent()], block=False)
+
+
+def _quotes(ticks: list[dict] | None) -> list[dict] | None:
+    """Validated quotes of ticks read back from the source; None if any is unreadable."""
+    if ticks is None:
+        return None
+    try:
+        return [wire.parse_quote(tick) for tick in ticks]
+    except wire.WireError:
+        return None

@@ -1,0 +1,147 @@
+"""Where a worker's feed messages come from: a market's socket, or Redis Streams.
+
+Each source yields batches of wire messages (the same hello, snapshot and tick objects,
+whatever the transport), so the feed reader applies them all one way. A source raises
+``FeedLost`` (or an ``OSError``) when its connection ends; the reader reconnects.
+
+Redis layout, written by the simulator (``simulator/redis_feed.py``):
+
+- ``ticker:hello``: the hello message of the market now publishing (epoch, universe);
+- ``ticker:quotes``: a hash, symbol to its latest tick line;
+- ``ticker:ticks``: a stream of tick lines whose entry ids are ``SEQ-0``, so an event id
+  ``EPOCH-SEQ`` names the same entry on every instance, and what a client missed is an
+  ``XRANGE`` away. Ticks and quotes change in one transaction, so they always agree.
+
+Each worker reads the stream itself with ``XREAD BLOCK`` (no consumer group: every worker
+needs every tick).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import redis
+from gevent import socket
+
+from simulator import address, wire
+from ticker.eventlog import EventLog
+
+__all__ = ["HELLO", "QUOTES", "TICKS", "FeedLost", "history", "messages"]
+
+HELLO, QUOTES, TICKS = "ticker:hello", "ticker:quotes", "ticker:ticks"
+_READ_SIZE = 256 * 1024
+_BLOCK_MS = 1000
+
+
+class FeedLost(ConnectionError):
+    """The feed ended, restarted or broke the protocol: reconnect and resynchronise."""
+
+
+Batch = list[dict | wire.WireError]
+
+
+def messages(where: address.Address, log: EventLog) -> Iterator[Batch]:
+    """The feed's messages, a batch at a time, for as long as the connection lasts."""
+    if isinstance(where, address.RedisAddress):
+        return _redis_messages(where.url, log)
+    return _socket_messages(where)
+
+
+def _socket_messages(where: address.UnixAddress | address.TcpAddress) -> Iterator[Batch]:
+    if isinstance(where, address.UnixAddress):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        target: object = where.path
+    else:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        target = (where.host, where.port)
+    try:
+        sock.connect(target)
+        decoder = wire.Decoder()
+        while data := sock.recv(_READ_SIZE):
+            yield decoder.feed(data)
+        raise FeedLost("feed closed the connection")
+    finally:
+        sock.close()
+
+
+def _connect(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
+
+
+def _decode(line: bytes) -> dict | wire.WireError:
+    [item] = wire.Decoder().feed(line + b"\n") or [wire.WireError("empty entry")]
+    return item
+
+
+def _redis_messages(url: str, log: EventLog) -> Iterator[Batch]:
+    client = _connect(url)
+    try:
+        raw_hello = client.get(HELLO)
+        if raw_hello is None:
+            raise FeedLost(f"no market publishes on {url}")
+        hello = _decode(raw_hello)
+        if isinstance(hello, wire.WireError):
+            raise FeedLost(f"bad hello on {url}: {hello}")
+        if hello.get("epoch") == log.epoch and _continues(client, log.head):
+            # Same market, and Redis still holds every tick since ours: carry on exactly.
+            last = log.head
+            snapshot = wire.snapshot(last, log.quote_list(None))
+        else:
+            hello, last, snapshot = _synchronise(client)
+        yield [hello, snapshot]
+        epoch = hello.get("epoch")
+        while True:
+            reply = client.xread({TICKS: f"{last}-0"}, count=10_000, block=_BLOCK_MS)
+            if not reply:
+                current = _decode(client.get(HELLO) or b"{}")
+                if isinstance(current, wire.WireError) or current.get("epoch") != epoch:
+                    raise FeedLost("the market restarted")
+                continue
+            entries = reply[0][1]
+            last = int(entries[-1][0].split(b"-", 1)[0])
+            yield [_decode(fields[b"m"]) for _, fields in entries]
+    except redis.RedisError as exc:
+        raise FeedLost(f"redis: {exc}") from None
+    finally:
+        client.close()
+
+
+def _continues(client: redis.Redis, head: int) -> bool:
+    after = client.xrange(TICKS, f"{head + 1}-0", "+", count=1)
+    if after:
+        return after[0][0] == f"{head + 1}-0".encode()
+    newest = client.xrevrange(TICKS, "+", "-", count=1)
+    return bool(newest) and newest[0][0] == f"{head}-0".encode()
+
+
+def _synchronise(client: redis.Redis) -> tuple[dict | wire.WireError, int, dict]:
+    """The market's state at one stream position: its latest quotes and that position."""
+    with client.pipeline(transaction=True) as pipe:
+        pipe.get(HELLO)
+        pipe.hgetall(QUOTES)
+        pipe.xrevrange(TICKS, "+", "-", count=1)
+        raw_hello, raw_quotes, newest = pipe.execute()
+    hello = _decode(raw_hello or b"{}")
+    last = int(newest[0][0].split(b"-", 1)[0]) if newest else int(hello.get("seq", 0))
+    quotes = [q for q in map(_decode, raw_quotes.values()) if isinstance(q, dict)]
+    return hello, last, wire.snapshot(last, quotes)
+
+
+def history(url: str, after: int, until: int) -> list[dict] | None:
+    """The ticks ``after < seq <= until`` still held in Redis, or None if any is gone.
+
+    Used when a client resumes from further back than a worker's own log reaches.
+    """
+    if until <= after:
+        return []
+    client = _connect(url)
+    try:
+        entries = client.xrange(TICKS, f"{after + 1}-0", f"{until}-0")
+    except redis.RedisError:
+        return None
+    finally:
+        client.close()
+    if len(entries) != until - after or entries[0][0] != f"{after + 1}-0".encode():
+        return None
+    ticks = [_decode(fields[b"m"]) for _, fields in entries]
+    return None if any(isinstance(t, wire.WireError) for t in ticks) else ticks
