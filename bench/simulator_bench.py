@@ -1,0 +1,208 @@
+"""How fast the market feed is: ticks/s delivered to each subscriber, and added latency.
+
+Starts the real simulator (pinned to CPU 0 with ``taskset`` when there is one) at a high
+rate, then a second copy of this script on CPU 1 that connects the subscribers and reads
+them all for a warm-up and then a measured window. Latency is receive time minus the
+tick's ``ts``; ``ts`` is whole milliseconds, so every figure carries up to 1 ms of that
+rounding. Everything started is stopped by PID; the script ends by itself.
+
+    .venv/bin/python bench/simulator_bench.py --rate 50000 --subscribers 4 --runs 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import selectors
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TICK_PREFIX = b'{"type":"tick"'
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=50_000, help="ticks/s asked of the market")
+    parser.add_argument("--subscribers", type=int, default=4)
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds read before measuring")
+    parser.add_argument("--window", type=float, default=5.0, help="seconds measured")
+    parser.add_argument("--runs", type=int, default=3, help="the median run is reported")
+    parser.add_argument("--subscribe", metavar="PATH", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.subscribe:
+        json.dump(subscribe(args.subscribe, args.subscribers, args.warmup, args.window),
+                  sys.stdout)
+        return
+    results = [one_run(args) for _ in range(args.runs)]
+    print_table(args, results)
+
+
+def pinned(cpu: int, command: list[str]) -> list[str]:
+    return ["taskset", "-c", str(cpu), *command] if shutil.which("taskset") else command
+
+
+def one_run(args: argparse.Namespace) -> dict:
+    """Start a market, measure it from the other CPU, stop it; the subscribers' figures."""
+    with tempfile.TemporaryDirectory() as tmp, open(os.path.join(tmp, "log"), "w+b") as log:
+        path = os.path.join(tmp, "feed.sock")
+        market = subprocess.Popen(
+            pinned(0, [sys.executable, "-m", "simulator", "run", "--feed", f"unix:{path}",
+                       "--rate", str(args.rate), "--seed", "1"]),
+            cwd=ROOT, stdout=log, stderr=log,
+        )
+        try:
+            deadline = time.monotonic() + 15
+            while not os.path.exists(path):
+                if market.poll() is not None or time.monotonic() > deadline:
+                    sys.exit(f"the simulator did not start: {read_log(log)}")
+                time.sleep(0.05)
+            cpu_before, started = cpu_seconds(market.pid), time.monotonic()
+            reader = subprocess.run(
+                pinned(1, [sys.executable, __file__, "--subscribe", path,
+                           "--subscribers", str(args.subscribers), "--warmup", str(args.warmup),
+                           "--window", str(args.window)]),
+                capture_output=True, check=True, timeout=args.warmup + args.window + 30,
+            )
+            cpu = (cpu_seconds(market.pid) - cpu_before) / (time.monotonic() - started)
+        finally:
+            stop(market)
+        result = json.loads(reader.stdout)
+        if result["dropped"] or result["gaps"]:
+            print(read_log(log), file=sys.stderr)
+    result["market_cpu"] = cpu
+    return result
+
+
+def read_log(log) -> str:
+    log.seek(0)
+    return log.read().decode(errors="replace")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def subscribe(path: str, count: int, warmup: float, window: float) -> dict:
+    """Read ``count`` subscribers; per subscriber: ticks/s, seq gaps; latencies overall.
+
+    Reading must cost far less than writing, or the reader becomes what is measured: a
+    received chunk is checked as a whole (its first and last seq, its line count) and its
+    oldest tick's latency is counted for every tick in it, an upper bound.
+    """
+    selector = selectors.DefaultSelector()
+    states = []
+    for _ in range(count):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(path)
+        state = {"sock": sock, "rest": b"", "ticks": 0, "gaps": 0, "seq": None, "closed": False}
+        selector.register(sock, selectors.EVENT_READ, state)
+        states.append(state)
+    latencies: list[tuple[float, int]] = []  # (latency in ms, how many ticks had at most that)
+    start = time.monotonic()
+    cpu_start = time.process_time()
+    measure_from, end = start + warmup, start + warmup + window
+    while (now := time.monotonic()) < end:
+        for key, _ in selector.select(timeout=0.1):
+            state = key.data
+            data = state["sock"].recv(1 << 20)
+            received_ms = time.time() * 1000
+            if not data:
+                state["closed"] = True
+                selector.unregister(state["sock"])
+                continue
+            data = state["rest"] + data
+            cut = data.rfind(b"\n") + 1
+            state["rest"] = data[cut:]
+            at = 0 if data.startswith(TICK_PREFIX) else data.find(b"\n" + TICK_PREFIX, 0, cut) + 1
+            if not at and not data.startswith(TICK_PREFIX):
+                continue  # the hello and snapshot, no tick yet
+            ticks = data[at:cut]
+            first_ts, first_seq = ts_and_seq(ticks[:ticks.index(b"\n")])
+            last_seq = ts_and_seq(ticks[ticks.rfind(b"\n", 0, len(ticks) - 1) + 1:-1])[1]
+            lines = ticks.count(b"\n")
+            if last_seq - first_seq + 1 != lines or state["seq"] not in (None, first_seq - 1):
+                state["gaps"] += 1
+            state["seq"] = last_seq
+            if now >= measure_from:
+                state["ticks"] += lines
+                latencies.append((received_ms - first_ts, lines))
+    cpu = (time.process_time() - cpu_start) / (warmup + window)
+    for state in states:
+        state["sock"].close()
+    return {
+        "rates": [state["ticks"] / window for state in states],
+        "gaps": sum(state["gaps"] for state in states),
+        "dropped": sum(state["closed"] for state in states),
+        "p50": percentile(latencies, 0.50),
+        "p99": percentile(latencies, 0.99),
+        "max": max(latencies)[0] if latencies else float("nan"),
+        "reader_cpu": cpu,
+    }
+
+
+def ts_and_seq(line: bytes) -> tuple[int, int]:
+    """A tick line ends with ,"ts":<ms>,"seq":<n>} ; read those two without parsing JSON."""
+    at = line.rfind(b',"ts":')
+    comma = line.index(b",", at + 6)
+    return int(line[at + 6:comma]), int(line[comma + 7:-1])
+
+
+def percentile(weighted: list[tuple[float, int]], fraction: float) -> float:
+    """The value below which ``fraction`` of the weight lies."""
+    total = sum(weight for _, weight in weighted)
+    seen = 0
+    for value, weight in sorted(weighted):
+        seen += weight
+        if seen >= fraction * total:
+            return value
+    return float("nan")
+
+
+def print_table(args: argparse.Namespace, results: list[dict]) -> None:
+    print(f"simulator feed: {args.rate:g} ticks/s asked, {args.subscribers} subscribers, "
+          f"{args.window:g} s measured after {args.warmup:g} s warm-up, "
+          f"taskset {'on' if shutil.which('taskset') else 'off'}")
+    header = ("run", "min ticks/s", "mean ticks/s", "p50 ms", "p99 ms", "max ms", "gaps",
+              "dropped", "market CPU", "reader CPU")
+    print("  ".join(f"{h:>12}" for h in header))
+    rows = []
+    for number, result in enumerate(results, 1):
+        row = (min(result["rates"]), statistics.mean(result["rates"]), result["p50"],
+               result["p99"], result["max"], result["gaps"], result["dropped"],
+               result["market_cpu"], result["reader_cpu"])
+        rows.append(row)
+        print(format_row(str(number), row))
+    median = tuple(statistics.median(column) for column in zip(*rows, strict=True))
+    print(format_row("median", median))
+
+
+def format_row(label: str, row: tuple) -> str:
+    low, mean, p50, p99, worst, gaps, dropped, market_cpu, reader_cpu = row
+    cells = (label, f"{low:,.0f}", f"{mean:,.0f}", f"{p50:.2f}", f"{p99:.2f}", f"{worst:.2f}",
+             f"{gaps:g}", f"{dropped:g}", f"{market_cpu:.0%}", f"{reader_cpu:.0%}")
+    return "  ".join(f"{cell:>12}" for cell in cells)
+
+
+if __name__ == "__main__":
+    main()
