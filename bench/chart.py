@@ -19,6 +19,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from bench import procs
 from bench.run import RESULTS, WORKLOADS, log, measure, median_of
 
 __all__ = ["draw", "main"]
@@ -92,6 +93,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.source:
         data = json.loads(args.source.read_text())
     else:
+        procs.exit_on_sigterm()
         if len(os.sched_getaffinity(0)) > 1:
             os.sched_setaffinity(0, {1})
         data = collect([int(n) for n in args.streams.split(",")], args.runs, args.window)

@@ -4,9 +4,10 @@ Strategy: the servers measured here write whole frames in each write, so nearly 
 read is one chunk holding nothing but ``price`` frames, and in one sweep every stream
 of a subscription group gets the very same bytes. ``Bodies`` therefore recognises a
 body it has parsed before from its length and its first id and last seq (two slices
-and a dict lookup) and shares the one parse among all the streams that read it. A new
-body is parsed with a few regexes over the whole of it (C speed), never split into
-frames in Python unless it mixes in other events (a snapshot, a status, a heartbeat).
+and a dict lookup) and shares the one ``Run`` among all the streams that read it. A run is only counted
+and bounded (first and last seq and ``ts``) at once; its per-frame figures are parsed
+with regexes (C speed) when something asks for them, and frames are split in Python only
+in a body that mixes in other events (a snapshot, a status, a heartbeat).
 Lines end in LF only, as both servers write them.
 
 Pure: bytes in, values out; the socket loop lives in ``bench.loadgen``.
@@ -15,9 +16,8 @@ Pure: bytes in, values out; the socket loop lives in ``bench.loadgen``.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
-__all__ = ["Bodies", "ProtocolError", "ResponseReader", "Run", "items", "parse_run"]
+__all__ = ["Bodies", "ProtocolError", "ResponseReader", "Run", "items"]
 
 PRICE = b"event: price\n"
 _FRAME_END = b"\n\n"
@@ -141,30 +141,67 @@ class ResponseReader:
             raise ProtocolError(f"bad chunk size line {line[:40]!r}") from None
 
 
-@dataclass(frozen=True, slots=True)
 class Run:
-    """A run of consecutive ``price`` frames, parsed.
+    """A run of consecutive ``price`` frames: counted and bounded at once, parsed on demand.
 
-    ``ts10`` holds each frame's ``ts`` in tenths of a millisecond, the unit latencies
-    are counted in; ``prices`` maps each symbol to the price text of its last frame.
+    Every run is counted and its first and last seq and ``ts`` found (a few C-speed
+    searches); the per-frame figures are parsed only when asked for, which most runs
+    never are: only the sampled streams' latencies need every ``ts``, only the
+    reference needs every seq and symbol, and a stream's last prices are taken from its
+    newest runs alone (``Stream.fold``).
     """
 
-    count: int
-    first: int
-    last: int
-    ordered: bool  # seqs strictly increasing
-    seqs: tuple[int, ...]
-    symbols: tuple[bytes, ...]
-    ts10: tuple[int, ...]
-    prices: dict[bytes, bytes]
+    __slots__ = ("blob", "count", "first", "last", "ts_first", "ts_last",
+                 "_ts10", "_seqs", "_quotes")
+
+    def __init__(self, blob: bytes) -> None:
+        self.blob = blob
+        self.count = blob.count(PRICE)
+        first, last = _SEQ.search(blob), _SEQ.match(blob, blob.rfind(b'"seq":'))
+        ts_first, ts_last = _TS.search(blob), _TS.match(blob, blob.rfind(b'"ts":'))
+        if not (self.count and first and last and ts_first and ts_last):
+            raise ProtocolError("price frame without its ts or seq")
+        self.first, self.last = int(first.group(1)), int(last.group(1))
+        self.ts_first, self.ts_last = int(ts_first.group(1)) * 10, int(ts_last.group(1)) * 10
+        self._ts10: tuple[int, ...] | None = None
+        self._seqs: tuple[int, ...] | None = None
+        self._quotes: list[tuple[bytes, bytes]] | None = None
+
+    @property
+    def ts10(self) -> tuple[int, ...]:
+        """Each frame's ``ts`` in tenths of a millisecond, the unit latencies are counted in."""
+        if self._ts10 is None:
+            self._ts10 = tuple(int(ts) * 10 for ts in _TS.findall(self.blob))
+        return self._ts10
+
+    @property
+    def seqs(self) -> tuple[int, ...]:
+        if self._seqs is None:
+            self._seqs = tuple(map(int, _SEQ.findall(self.blob)))
+        return self._seqs
+
+    @property
+    def quotes(self) -> list[tuple[bytes, bytes]]:
+        """``(symbol, price text)`` of each frame, in order."""
+        if self._quotes is None:
+            self._quotes = _QUOTE.findall(self.blob)
+            if len(self._quotes) != self.count:
+                raise ProtocolError("price frame without a symbol and price")
+        return self._quotes
+
+    @property
+    def prices(self) -> dict[bytes, bytes]:
+        """Each symbol's price text in its last frame."""
+        return dict(self.quotes)
 
 
 class Bodies:
-    """Turns bodies into items, parsing each distinct body of price frames once.
+    """Turns bodies into items, each distinct body that starts with a price frame once.
 
-    A body that starts with a price frame is known by its subscription group, length,
-    first id and last seq: within one market, two bodies alike in all four hold the same
-    frames, since every tick's frame is encoded once and sent to everyone.
+    Such a body is known by its subscription group, length, first id and last seq:
+    within one market, two bodies alike in all four hold the same frames, since every
+    tick's frame is encoded once and sent to everyone. The ``Run`` is shared too, so
+    what one stream parsed of it on demand the others get for free.
     """
 
     def __init__(self, limit: int = 50_000) -> None:
@@ -187,18 +224,6 @@ class Bodies:
         return found
 
 
-def parse_run(blob: bytes) -> Run:
-    """Every figure of a run of price frames, the slow way."""
-    seqs = tuple(map(int, _SEQ.findall(blob)))
-    quotes = _QUOTE.findall(blob)
-    ts10 = tuple(int(ts) * 10 for ts in _TS.findall(blob))
-    if not (len(seqs) == len(quotes) == len(ts10) == blob.count(PRICE)) or not seqs:
-        raise ProtocolError("price frame without symbol, price, ts or seq")
-    ordered = all(a < b for a, b in zip(seqs, seqs[1:], strict=False))
-    return Run(len(seqs), seqs[0], seqs[-1], ordered, seqs, tuple(q[0] for q in quotes), ts10,
-               dict(quotes))
-
-
 def items(body: bytes) -> list[tuple]:
     """The events in ``body`` (whole frames), in order.
 
@@ -211,7 +236,7 @@ def items(body: bytes) -> list[tuple]:
     """
     prices = body.count(PRICE)
     if prices and prices == body.count(_FRAME_END):
-        return [("price", parse_run(body))]
+        return [("price", Run(body))]
     out: list[tuple] = []
     run: list[bytes] = []
     for frame in body.split(_FRAME_END)[:-1]:
@@ -219,7 +244,7 @@ def items(body: bytes) -> list[tuple]:
             run.append(frame + _FRAME_END)
             continue
         if run:
-            out.append(("price", parse_run(b"".join(run))))
+            out.append(("price", Run(b"".join(run))))
             run = []
         if b"event: snapshot" in frame:
             seq = _ID.search(frame)
@@ -229,5 +254,5 @@ def items(body: bytes) -> list[tuple]:
         elif b"event: status" in frame:
             out.append(("status", b'"feed":"up"' in frame))
     if run:
-        out.append(("price", parse_run(b"".join(run))))
+        out.append(("price", Run(b"".join(run))))
     return out

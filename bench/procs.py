@@ -20,9 +20,14 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["Server", "cpu_seconds", "free_port", "market", "memory_kb", "server"]
+__all__ = ["Server", "cpu_seconds", "exit_on_sigterm", "free_port", "market", "memory_kb", "server"]
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def exit_on_sigterm() -> None:
+    """Make SIGTERM unwind like Ctrl-C, so every process started is stopped on the way out."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
 
 
 def free_port() -> int:

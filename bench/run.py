@@ -194,6 +194,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict:
     """Run the chosen workloads; print the table; return what was written to JSON."""
     args = parse_args(argv)
+    procs.exit_on_sigterm()
     if len(os.sched_getaffinity(0)) > 1:
         os.sched_setaffinity(0, {1})  # the load generator's CPU; the server has CPU 0
     rows, report = [], {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "workloads": []}

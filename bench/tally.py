@@ -32,7 +32,6 @@ class Stream:
     __slots__ = (
         "group", "symbols", "wants", "sampled", "last_seq", "start", "count", "segments",
         "snapshots", "window_snapshots", "in_window", "prices", "recent", "feed_down", "dups",
-        "disorder",
     )
 
     def __init__(self, group: int, symbols: frozenset[bytes] | None, universe: int,
@@ -49,22 +48,22 @@ class Stream:
         self.window_snapshots = 0
         self.in_window = 0  # price events whose ts is in the window
         self.prices: dict[bytes, bytes] = {}  # symbol: last price, as of the last fold
-        self.recent: list[dict[bytes, bytes]] = []  # prices of the events since then
+        self.recent: list[Run | dict[bytes, bytes]] = []  # runs and snapshots since then
         self.feed_down = False
         self.dups = 0
-        self.disorder = 0
 
     def fold(self) -> dict[bytes, bytes]:
         """The last price per symbol, merging what arrived since the last fold.
 
-        Merging per read would cost a dict update per read; merging newest first stops as
-        soon as every symbol is known, which is usually a few reads back.
+        Parsing every read's prices would cost more than all the rest of the reading;
+        merging newest first stops as soon as every symbol is known, which is usually a
+        few reads back, and the older runs are never parsed.
         """
         merged: dict[bytes, bytes] = {}
         for prices in reversed(self.recent):
             if len(merged) >= self.wants:
                 break
-            newer, merged = merged, prices.copy()
+            newer, merged = merged, prices.copy() if isinstance(prices, dict) else prices.prices
             merged.update(newer)
         self.prices.update(merged)
         self.recent.clear()
@@ -84,7 +83,6 @@ class Tally:
         self.latency: Counter[int] = Counter()  # of the sampled streams' events
         self.worst = 0  # the highest latency of any event on any stream
         self.ref_seqs: list[int] = []
-        self.ref_ts10: list[int] = []
         self.ref_by_symbol: dict[bytes, list[int]] = {}
         self.ref_window: Counter[bytes] = Counter()
 
@@ -103,26 +101,24 @@ class Tally:
 
     def _prices(self, stream: Stream, run: Run, now10: int) -> None:
         if run.first <= stream.last_seq:
-            stream.dups += bisect_right(run.seqs, stream.last_seq) if run.ordered else 1
-        if not run.ordered:
-            stream.disorder += 1
+            stream.dups += sum(seq <= stream.last_seq for seq in run.seqs)
         stream.count += run.count
         stream.last_seq = max(stream.last_seq, run.last)
-        stream.recent.append(run.prices)
-        if len(stream.recent) >= 256:
+        stream.recent.append(run)
+        if len(stream.recent) >= 16:
             stream.fold()
         since, until = self.window10
-        ts10 = run.ts10
-        if since <= ts10[0] and ts10[-1] < until:
+        if since <= run.ts_first and run.ts_last < until:
             stream.in_window += run.count
-        elif ts10[-1] >= since and ts10[0] < until:
+        elif run.ts_last >= since and run.ts_first < until:
+            ts10 = run.ts10
             stream.in_window += bisect_left(ts10, until) - bisect_left(ts10, since)
         if self.measuring:
             self.arrivals += run.count
-            if now10 - ts10[0] > self.worst:
-                self.worst = now10 - ts10[0]
+            if now10 - run.ts_first > self.worst:
+                self.worst = now10 - run.ts_first
             if stream.sampled:
-                self.latency.update(map(now10.__sub__, ts10))
+                self.latency.update(map(now10.__sub__, run.ts10))
         if stream is self.reference:
             self._record(run)
 
@@ -141,10 +137,9 @@ class Tally:
     def _record(self, run: Run) -> None:
         """The reference's copy of every tick: seq, symbol, ts."""
         self.ref_seqs.extend(run.seqs)
-        self.ref_ts10.extend(run.ts10)
         since, until = self.window10
         by_symbol = self.ref_by_symbol
-        for seq, symbol, ts10 in zip(run.seqs, run.symbols, run.ts10, strict=True):
+        for seq, (symbol, _), ts10 in zip(run.seqs, run.quotes, run.ts10, strict=True):
             by_symbol.setdefault(symbol, []).append(seq)
             if since <= ts10 < until:
                 self.ref_window[symbol] += 1
@@ -173,7 +168,7 @@ class Tally:
         final_prices = ref.fold()
         # The reference must have seen every tick from its first snapshot on.
         ref_lost = (final - self.ref_from) - len(self.ref_seqs)
-        gaps = dups = disorder = expected = delivered = converged = snapshots = 0
+        gaps = dups = expected = delivered = converged = snapshots = 0
         conflated_streams = 0
         for stream in streams:
             if stream.start < 0:
@@ -185,7 +180,6 @@ class Tally:
                 else:
                     dups -= missing
             dups += stream.dups
-            disorder += stream.disorder
             wanted = (sum(self.ref_window.values()) if stream.symbols is None
                       else sum(self.ref_window[s] for s in stream.symbols))
             expected += wanted
@@ -202,7 +196,6 @@ class Tally:
             "delivery_ratio": delivered / expected if expected else None,
             "gaps": gaps if settled else None,
             "dups": dups if settled else None,
-            "disorder": disorder,
             "snapshots_in_window": snapshots,
             "conflated_streams": conflated_streams,
             "converged": converged if settled else None,
