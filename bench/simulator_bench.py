@@ -42,8 +42,11 @@ def main() -> None:
         json.dump(subscribe(args.subscribe, args.subscribers, args.warmup, args.window),
                   sys.stdout)
         return
+    load_before = os.getloadavg()[0]
     results = [one_run(args) for _ in range(args.runs)]
     print_table(args, results)
+    print(f"load average (1 min) {load_before:.2f} before, {os.getloadavg()[0]:.2f} after: "
+          "(other processes on this machine compete for both CPUs)")
 
 
 def pinned(cpu: int, command: list[str]) -> list[str]:
