@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from ticker import metrics
+from ticker import access, metrics
 from ticker.validation import parse_symbols
 
 __all__ = ["bp"]
@@ -14,17 +14,20 @@ bp = Blueprint("api", __name__)
 
 @bp.get("/api/symbols")
 def symbols() -> Response:
-    """Every listed company: ``symbol``, ``name`` and ``sector``."""
+    """Every listed company (that the token grants): ``symbol``, ``name`` and ``sector``."""
     service = current_app.extensions["ticker"]
-    parse_symbols(None, service.log, service.config.max_symbols)
-    return jsonify(list(service.log.universe.values()))
+    universe = service.log.universe
+    chosen = parse_symbols(None, service.log, service.config.max_symbols, access.granted())
+    return jsonify([universe[symbol] for symbol in chosen or universe])
 
 
 @bp.get("/api/snapshot")
 def snapshot() -> Response:
     """The latest quote of each requested symbol (``?symbols=A,B``; none: all)."""
     service = current_app.extensions["ticker"]
-    chosen = parse_symbols(request.args.get("symbols"), service.log, service.config.max_symbols)
+    chosen = parse_symbols(
+        request.args.get("symbols"), service.log, service.config.max_symbols, access.granted()
+    )
     return jsonify(service.log.quote_list(chosen))
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Flask, send_from_directory
 
-from ticker import api, errors, streams
+from ticker import access, api, errors, streams
 from ticker.config import Config
 from ticker.service import TickerService
 
@@ -31,6 +31,7 @@ def create_app(config: Mapping[str, Any] | Config | None = None) -> Flask:
     settings = config if isinstance(config, Config) else Config.load(config)
     app.extensions["ticker"] = TickerService(settings)
     errors.init_app(app)
+    access.init_app(app)
     app.register_blueprint(streams.bp)
     app.register_blueprint(api.bp)
 

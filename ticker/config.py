@@ -5,6 +5,7 @@ Every setting is listed once, here, with its variable; the README's table mirror
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
@@ -13,6 +14,8 @@ from typing import Any
 from simulator import address
 
 __all__ = ["Config", "ConfigError"]
+
+_MIN_SECRET = 16
 
 
 class ConfigError(ValueError):
@@ -30,6 +33,7 @@ class Config:
     flush_ms: float = 2.0  # TICKER_FLUSH_MS: shortest pause between two sweeps
     stall_s: float = 30.0  # TICKER_STALL_S: a stream that reads nothing this long is dropped
     catch_up_bytes: int = 1 << 20  # TICKER_CATCH_UP_BYTES: larger catch-ups become a snapshot
+    auth_secret: str = dataclasses.field(default="", repr=False)  # TICKER_AUTH_SECRET: signs tokens
 
     @classmethod
     def load(cls, overrides: Mapping[str, Any] | None = None,
@@ -62,3 +66,5 @@ class Config:
                 raise ConfigError(f"TICKER_{field.name.upper()} must be positive")
         if self.heartbeat_s > 15:
             raise ConfigError("TICKER_HEARTBEAT_S must be at most 15 (proxies cut idle streams)")
+        if self.auth_secret and len(self.auth_secret) < _MIN_SECRET:
+            raise ConfigError(f"TICKER_AUTH_SECRET must be at least {_MIN_SECRET} characters")

@@ -8,6 +8,7 @@ one-line 500 with no traceback for the client.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
@@ -18,13 +19,17 @@ logger = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
-    """A request the app refuses, with its status and a reason for the client."""
+    """A request the app refuses, with its status, a reason and any headers it needs."""
 
-    def __init__(self, status: int, reason: str, retry_after: int | None = None) -> None:
+    def __init__(
+        self, status: int, reason: str, retry_after: int | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
         self.retry_after = retry_after
+        self.headers = dict(headers or {})
 
 
 def _json(status: int, reason: str, retry_after: int | None = None):
@@ -38,7 +43,9 @@ def _json(status: int, reason: str, retry_after: int | None = None):
 def init_app(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def api_error(exc: ApiError):
-        return _json(exc.status, exc.reason, exc.retry_after)
+        response = _json(exc.status, exc.reason, exc.retry_after)
+        response.headers.update(exc.headers)
+        return response
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):

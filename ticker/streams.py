@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 from flask import Blueprint, Response, current_app, request
 
+from ticker import access
 from ticker.errors import ApiError
 from ticker.fanout import Fanout, Refused, Stream
 from ticker.validation import parse_symbols
@@ -37,7 +38,9 @@ def stream_one(symbol: str) -> Response:
 
 def _open(symbols_text: str | None) -> Response:
     service = current_app.extensions["ticker"]
-    symbols = parse_symbols(symbols_text, service.log, service.config.max_symbols)
+    symbols = parse_symbols(
+        symbols_text, service.log, service.config.max_symbols, access.granted()
+    )
     if request.method == "HEAD":
         return Response(status=200, headers=SSE_HEADERS, content_type=_CONTENT_TYPE)
     if service.fanout.closing:

@@ -9,16 +9,27 @@ from ticker.eventlog import EventLog
 __all__ = ["parse_symbols"]
 
 
-def parse_symbols(text: str | None, log: EventLog, max_symbols: int) -> list[str] | None:
+def parse_symbols(
+    text: str | None, log: EventLog, max_symbols: int, allowed: frozenset[str] | None = None,
+) -> list[str] | None:
     """The listed symbols a request names, in its order without repeats; ``None`` for all.
 
+    ``allowed`` is what the request's token grants (``None``: everything). Naming no
+    symbols then means every listed symbol the token grants, in listing order.
+
     Raises:
-        ApiError: 400 for bad syntax or too many, 404 for symbols the market does not
-            list, 503 while no feed has told this worker what is listed.
+        ApiError: 400 for bad syntax or too many, 403 for symbols the token does not
+            grant, 404 for symbols the market does not list, 503 while no feed has told
+            this worker what is listed.
     """
     if text is None or not text.strip():
         _require_universe(log)
-        return None
+        if allowed is None:
+            return None
+        granted = [name for name in log.universe if name in allowed]
+        if not granted:
+            raise ApiError(403, "this token grants none of the listed symbols")
+        return granted
     names = [part.strip().upper() for part in text.split(",")]
     if len(names) > max_symbols:
         raise ApiError(400, f"too many symbols: at most {max_symbols} per request")
@@ -26,12 +37,18 @@ def parse_symbols(text: str | None, log: EventLog, max_symbols: int) -> list[str
     if bad:
         raise ApiError(400, f"malformed symbol {bad[0][:20]!r}: expected e.g. ACME or BRK.B")
     unique = list(dict.fromkeys(names))
+    denied = [name for name in unique if allowed is not None and name not in allowed]
+    if denied:
+        raise ApiError(403, f"this token does not grant {_listing(denied)}")
     _require_universe(log)
     unknown = [name for name in unique if name not in log.universe]
     if unknown:
-        listed = ", ".join(unknown[:5]) + (" ..." if len(unknown) > 5 else "")
-        raise ApiError(404, f"unknown symbol: {listed}")
+        raise ApiError(404, f"unknown symbol: {_listing(unknown)}")
     return unique
+
+
+def _listing(names: list[str]) -> str:
+    return ", ".join(names[:5]) + (" ..." if len(names) > 5 else "")
 
 
 def _require_universe(log: EventLog) -> None:

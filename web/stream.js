@@ -7,6 +7,8 @@
 // that is not a stream (a 503 while the server starts, say): it closes the EventSource
 // for good, and this reports `onFail` so the page can start over.
 
+import { withToken } from "./api.js";
+
 export class QuoteStream {
   /**
    * @param {{
@@ -28,7 +30,7 @@ export class QuoteStream {
     if (symbols.length === 0) return;
     const { onSnapshot, onPrice, onFeed, onDrop, onFail } = this.handlers;
     // Listed symbols hold only A-Z, 0-9 and dots: nothing in them needs escaping.
-    const source = new EventSource(`/stream?symbols=${symbols.join(",")}`);
+    const source = new EventSource(withToken(`/stream?symbols=${symbols.join(",")}`));
     source.addEventListener("snapshot", (event) => onSnapshot(JSON.parse(event.data).quotes));
     source.addEventListener("price", (event) => onPrice(JSON.parse(event.data)));
     source.addEventListener("status", (event) => onFeed(JSON.parse(event.data).feed === "up"));

@@ -1,0 +1,5 @@
+"""``python -m ticker``: see ``ticker.cli``."""
+
+from ticker.cli import main
+
+main()
