@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Flask, send_from_directory
 
-from ticker import access, api, errors, streams
+from ticker import access, api, cors, errors, streams
 from ticker.config import Config
 from ticker.service import TickerService
 
@@ -32,6 +32,7 @@ def create_app(config: Mapping[str, Any] | Config | None = None) -> Flask:
     app.extensions["ticker"] = TickerService(settings)
     errors.init_app(app)
     access.init_app(app)
+    cors.init_app(app)
     app.register_blueprint(streams.bp)
     app.register_blueprint(api.bp)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
@@ -15,6 +16,8 @@ from simulator import address
 
 __all__ = ["Config", "ConfigError"]
 
+# An origin as browsers send it: scheme, host, optional port; no path, not even "/".
+_ORIGIN = re.compile(r"https?://[^\s/?#*@]+\Z")
 _MIN_SECRET = 16
 
 
@@ -34,6 +37,7 @@ class Config:
     stall_s: float = 30.0  # TICKER_STALL_S: a stream that reads nothing this long is dropped
     catch_up_bytes: int = 1 << 20  # TICKER_CATCH_UP_BYTES: larger catch-ups become a snapshot
     auth_secret: str = dataclasses.field(default="", repr=False)  # TICKER_AUTH_SECRET: signs tokens
+    cors_origins: str = ""  # TICKER_CORS_ORIGINS: comma-separated origins that may read cross-site
 
     @classmethod
     def load(cls, overrides: Mapping[str, Any] | None = None,
@@ -68,3 +72,14 @@ class Config:
             raise ConfigError("TICKER_HEARTBEAT_S must be at most 15 (proxies cut idle streams)")
         if self.auth_secret and len(self.auth_secret) < _MIN_SECRET:
             raise ConfigError(f"TICKER_AUTH_SECRET must be at least {_MIN_SECRET} characters")
+        for origin in self.origins:
+            if not _ORIGIN.match(origin):
+                raise ConfigError(
+                    f"TICKER_CORS_ORIGINS: {origin!r} is not an origin such as "
+                    "https://app.example.com (scheme, host, optional port, no path)"
+                )
+
+    @property
+    def origins(self) -> tuple[str, ...]:
+        """The origins in ``cors_origins``; empty when cross-site reads are not allowed."""
+        return tuple(o.strip() for o in self.cors_origins.split(",") if o.strip())
