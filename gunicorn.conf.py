@@ -4,7 +4,19 @@ import logging
 import os
 import resource
 import shutil
+import sys
 import tempfile
+
+
+def _env_int(name, default, least=1):
+    # A bad value ends the master at once with one line, before any worker boots.
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    if not text.isdigit() or int(text) < least:
+        sys.exit(f"error: {name} must be a whole number, at least {least}, not {text!r}")
+    return int(text)
+
 
 wsgi_app = "ticker:create_app()"
 bind = ["127.0.0.1:8000"]
@@ -16,9 +28,13 @@ worker_connections = 12_000
 graceful_timeout = 3
 timeout = 30
 keepalive = 5
-# A Last-Event-ID (header or lastEventId query parameter) may be up to 16 KiB.
-limit_request_line = 0
-limit_request_field_size = 32_768
+# A Last-Event-ID (header or lastEventId query parameter) may be up to 16 KiB. gunicorn
+# caps the request line at 8190 bytes unless this is 0 (no limit), so it is 0 by default.
+limit_request_line = _env_int("TICKER_LIMIT_REQUEST_LINE", 0, least=0)
+if limit_request_line > 8190:
+    sys.exit("error: TICKER_LIMIT_REQUEST_LINE must be at most 8190 (gunicorn's cap), or 0")
+limit_request_field_size = _env_int("TICKER_LIMIT_REQUEST_FIELD_SIZE", 32_768)
+limit_request_fields = _env_int("TICKER_LIMIT_REQUEST_FIELDS", 100)
 errorlog = "-"
 # One control socket per user would be shared by every instance on the machine.
 control_socket_disable = True

@@ -1,6 +1,8 @@
 """Configuration: defaults, then ``TICKER_*`` environment variables, then a test dict.
 
 Every setting is listed once, here, with its variable; the README's table mirrors it.
+gunicorn's own settings (request sizes, TLS) are read in gunicorn.conf.py instead: the
+master must not import the app before it forks.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class Config:
     flush_ms: float = 2.0  # TICKER_FLUSH_MS: shortest pause between two sweeps
     stall_s: float = 30.0  # TICKER_STALL_S: a stream that reads nothing this long is dropped
     catch_up_bytes: int = 1 << 20  # TICKER_CATCH_UP_BYTES: larger catch-ups become a snapshot
+    max_streams_per_client: int = 100  # TICKER_MAX_STREAMS_PER_CLIENT: per address, per worker
     auth_secret: str = dataclasses.field(default="", repr=False)  # TICKER_AUTH_SECRET: signs tokens
     cors_origins: str = ""  # TICKER_CORS_ORIGINS: comma-separated origins that may read cross-site
 

@@ -1,0 +1,131 @@
+"""Limits with the real gunicorn: streams per client address, and request sizes."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.servers import ROOT, free_port, run_gunicorn
+from tests.sse_client import SSEClient
+from ticker.config import Config, ConfigError
+
+
+def stream_status_from(server, source: str) -> tuple[int, str | None]:
+    """Status and content type of a stream opened from another loopback address."""
+    connection = http.client.HTTPConnection(
+        "127.0.0.1", server.port, timeout=10, source_address=(source, 0))
+    try:
+        connection.request("GET", "/stream")
+        response = connection.getresponse()
+        return response.status, response.getheader("Content-Type")
+    finally:
+        connection.close()
+
+
+def test_one_client_address_holds_at_most_its_share(tmp_path, market):
+    env = {"TICKER_MAX_STREAMS_PER_CLIENT": "2"}
+    with run_gunicorn(tmp_path, market.feed, workers=1, env=env) as server:
+        held = [SSEClient(server.url, path) for path in ("/stream", "/stream?symbols=")]
+        opened = []
+        try:
+            assert [client.status for client in held] == [200, 200]
+            refused = SSEClient(server.url, "/stream")
+            opened.append(refused)
+            assert refused.status == 503
+            assert int(refused.headers["Retry-After"]) > 0
+            assert "client" in json.loads(refused.body())["error"]
+            symbol = json.loads(server.get("/api/symbols")[2])[0]["symbol"]
+            one = SSEClient(server.url, f"/stream/{symbol}")
+            opened.append(one)
+            assert one.status == 503, "every stream route counts"
+            assert server.get("/api/symbols")[0] == 200, "only streams are counted"
+
+            # Another address is another client.
+            assert stream_status_from(server, "127.0.0.2") == (200, "text/event-stream")
+
+            # A closed stream gives its place back (the server sees the close on its next
+            # write, within a tick or a heartbeat).
+            held.pop().close()
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline:
+                again = SSEClient(server.url, "/stream")
+                opened.append(again)
+                if again.status == 200:
+                    break
+                time.sleep(0.2)
+            assert again.status == 200
+            assert again.next(type="snapshot")
+            opened.append(SSEClient(server.url, "/stream"))
+            assert opened[-1].status == 503, "and only that place"
+        finally:
+            for client in held + opened:
+                client.close()
+        assert "Traceback" not in server.output()
+
+
+def raw_status(server, request: bytes) -> int:
+    """The status gunicorn answers a hand-made request with."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(request)
+        head = b""
+        while b"\r\n" not in head:
+            data = sock.recv(4096)
+            if not data:
+                break
+            head += data
+    return int(head.split()[1])
+
+
+def get(path: str, *headers: str) -> bytes:
+    return "\r\n".join([f"GET {path} HTTP/1.1", "Host: x", *headers, "", ""]).encode()
+
+
+def test_request_size_limits_come_from_the_environment(tmp_path, market):
+    env = {
+        "TICKER_LIMIT_REQUEST_LINE": "2048",
+        "TICKER_LIMIT_REQUEST_FIELDS": "20",
+        "TICKER_LIMIT_REQUEST_FIELD_SIZE": "1024",
+    }
+    with run_gunicorn(tmp_path, market.feed, workers=1, env=env) as server:
+        assert raw_status(server, get("/healthz", "X-A: " + "a" * 900)) == 200
+        assert raw_status(server, get("/healthz?x=" + "a" * 3000)) == 414
+        assert raw_status(server, get("/healthz", *(f"X-{i}: 1" for i in range(25)))) == 431
+        assert raw_status(server, get("/healthz", "X-A: " + "a" * 2000)) == 431
+
+
+def test_by_default_a_16_kib_last_event_id_fits_in_the_query_too(server):
+    with SSEClient(server.url, "/stream?lastEventId=" + "x" * 16384) as client:
+        assert client.status == 200
+        assert client.next().type == "snapshot"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "reason"),
+    [
+        ("TICKER_LIMIT_REQUEST_LINE", "9000", "at most 8190"),
+        ("TICKER_LIMIT_REQUEST_LINE", "big", "whole number"),
+        ("TICKER_LIMIT_REQUEST_FIELD_SIZE", "0", "at least 1"),
+        ("TICKER_LIMIT_REQUEST_FIELDS", "-3", "whole number"),
+    ],
+)
+def test_a_bad_server_setting_stops_gunicorn_with_one_line(name, value, reason):
+    done = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py",
+         "--bind", f"127.0.0.1:{free_port()}"],
+        cwd=ROOT, env={"PATH": "/usr/bin:/bin", name: value},
+        capture_output=True, text=True, timeout=30,
+    )
+    assert done.returncode == 1
+    assert done.stderr.count("\n") == 1 and reason in done.stderr and name in done.stderr
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "many"])
+def test_the_per_client_limit_is_checked(value):
+    with pytest.raises(ConfigError, match="TICKER_MAX_STREAMS_PER_CLIENT"):
+        Config.load(environ={"TICKER_MAX_STREAMS_PER_CLIENT": value})
