@@ -1,5 +1,6 @@
 """gunicorn settings for the ticker. Command-line flags override any of them."""
 
+import functools
 import logging
 import os
 import resource
@@ -35,6 +36,12 @@ if limit_request_line > 8190:
     sys.exit("error: TICKER_LIMIT_REQUEST_LINE must be at most 8190 (gunicorn's cap), or 0")
 limit_request_field_size = _env_int("TICKER_LIMIT_REQUEST_FIELD_SIZE", 32_768)
 limit_request_fields = _env_int("TICKER_LIMIT_REQUEST_FIELDS", 100)
+# HTTPS straight from gunicorn; its --certfile and --keyfile flags do the same. The key
+# may also be in the certificate file.
+certfile = os.environ.get("TICKER_TLS_CERT") or None
+keyfile = os.environ.get("TICKER_TLS_KEY") or None
+if keyfile and not certfile:
+    sys.exit("error: TICKER_TLS_KEY is set but TICKER_TLS_CERT is not")
 errorlog = "-"
 # One control socket per user would be shared by every instance on the machine.
 control_socket_disable = True
@@ -61,6 +68,14 @@ def post_worker_init(worker):
         logger.setLevel(worker.log.error_log.level)
         logger.propagate = False
     worker.wsgi.extensions["ticker"].start(stopping=lambda: not worker.alive)
+
+
+def ssl_context(conf, default_ssl_context_factory):
+    # gevent would shake hands before gunicorn has the connection and print a traceback for
+    # each client that fails (plain HTTP, a scanner); left to gunicorn, that is one line.
+    context = default_ssl_context_factory()
+    context.wrap_socket = functools.partial(context.wrap_socket, do_handshake_on_connect=False)
+    return context
 
 
 def child_exit(server, worker):

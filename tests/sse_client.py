@@ -11,6 +11,7 @@ import json
 import re
 import select
 import socket
+import ssl
 import time
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -143,14 +144,18 @@ class ChunkedDecoder:
 class SSEClient:
     """One open stream: ``GET`` with optional ``Last-Event-ID``, then events as they come.
 
-    Speaks HTTP/1.1 over a plain socket, so a read that times out can simply be tried
-    again, and the end of the stream (last chunk, or the server closing) is seen exactly.
+    Speaks HTTP/1.1 over a plain socket (TLS-wrapped with ``ssl_context``), so a read that
+    times out can simply be tried again, and the end of the stream (last chunk, or the
+    server closing) is seen exactly.
     """
 
     def __init__(self, base_url: str, path: str, last_event_id: str | None = None,
-                 timeout: float = 10.0, headers: dict | None = None) -> None:
+                 timeout: float = 10.0, headers: dict | None = None,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         parts = urlsplit(base_url)
         self.sock = socket.create_connection((parts.hostname, parts.port), timeout=timeout)
+        if ssl_context is not None:
+            self.sock = ssl_context.wrap_socket(self.sock, server_hostname=parts.hostname)
         sent = {"Host": parts.netloc, "Accept": "text/event-stream", **(headers or {})}
         if last_event_id is not None:
             sent["Last-Event-ID"] = last_event_id
@@ -205,7 +210,11 @@ class SSEClient:
         if self.ended:
             raise EOFError("stream ended")
         remaining = deadline - time.monotonic()
-        if remaining <= 0 or not select.select([self.sock], [], [], remaining)[0]:
+        # Bytes TLS has already decrypted are not on the socket for select() to see.
+        buffered = isinstance(self.sock, ssl.SSLSocket) and self.sock.pending()
+        if not buffered and (
+            remaining <= 0 or not select.select([self.sock], [], [], remaining)[0]
+        ):
             raise TimeoutError("no event before the deadline")
         try:
             chunk = self.sock.recv(65536)

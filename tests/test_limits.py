@@ -112,6 +112,7 @@ def test_by_default_a_16_kib_last_event_id_fits_in_the_query_too(server):
         ("TICKER_LIMIT_REQUEST_LINE", "big", "whole number"),
         ("TICKER_LIMIT_REQUEST_FIELD_SIZE", "0", "at least 1"),
         ("TICKER_LIMIT_REQUEST_FIELDS", "-3", "whole number"),
+        ("TICKER_TLS_KEY", "/nonexistent/key.pem", "TICKER_TLS_CERT"),
     ],
 )
 def test_a_bad_server_setting_stops_gunicorn_with_one_line(name, value, reason):
