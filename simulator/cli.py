@@ -57,7 +57,7 @@ class Price(click.ParamType):
 feed_option = click.option(
     "--feed", type=FeedAddress(), default=feed_from_env, metavar="ADDR",
     show_default="$TICKER_FEED, else a per-user socket in the temp dir",
-    help="Where the market publishes: unix:PATH or tcp://HOST:PORT.",
+    help="Where the market publishes: unix:PATH, tcp://HOST:PORT or redis://HOST:PORT/DB.",
 )
 
 
@@ -106,6 +106,16 @@ def run(feed: Address, symbols: str, rate: float, seed: int | None) -> None:
                               ts=time.time_ns() // 1_000_000)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s simulator: %(message)s")
+    if isinstance(feed, RedisAddress):
+        import redis
+
+        from simulator import redis_feed
+
+        try:
+            redis_feed.serve(the_market, companies, feed.url, seed)
+        except redis.RedisError as exc:
+            _fail(f"cannot publish on {feed}: {exc}")
+        return
     try:
         market.serve(the_market, companies, feed, seed)
     except market.FeedError as exc:
@@ -154,7 +164,7 @@ def symbols(feed: Address) -> None:
 def _request(address: Address, request: dict) -> dict:
     """Send one request to the market and return its reply, skipping the ticks before it."""
     if isinstance(address, RedisAddress):
-        _fail(f"cannot reach {address}: redis feeds are not supported yet")
+        return _redis_request(address, request)
     try:
         if isinstance(address, UnixAddress):
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -186,6 +196,22 @@ def _request(address: Address, request: dict) -> dict:
         except OSError as exc:
             _fail(f"lost the market at {address}: {exc.strerror or exc}")
     _fail(f"no reply from the market at {address} within {REPLY_TIMEOUT:g} s")
+
+
+def _redis_request(address: RedisAddress, request: dict) -> dict:
+    import redis
+
+    from simulator import redis_feed
+
+    try:
+        reply = redis_feed.request(address.url, request, REPLY_TIMEOUT)
+    except LookupError as exc:
+        _fail(str(exc))
+    except redis.RedisError as exc:
+        _fail(f"cannot reach redis at {address}: {exc}")
+    if reply.get("type") == "error":
+        _fail(str(reply.get("error")))
+    return reply
 
 
 def _fail(reason: str) -> NoReturn:

@@ -23,23 +23,25 @@ import signal
 import socket as stdsocket
 import stat
 import time
+from collections.abc import Callable
 
 import gevent
 import gevent.event
 from gevent import socket
 
 from simulator import wire
-from simulator.address import Address, RedisAddress, TcpAddress, UnixAddress
+from simulator.address import Address, TcpAddress, UnixAddress
 from simulator.model import Market, MarketError
 from simulator.universe import Company
 
-__all__ = ["QUEUE_LIMIT", "Feed", "FeedError", "listen", "serve", "tick_line"]
+__all__ = ["QUEUE_LIMIT", "Feed", "FeedError", "listen", "pump", "serve", "tick_line"]
 
 QUEUE_LIMIT = 8 * 1024 * 1024  # bytes a subscriber may fall behind before it is dropped
 BATCH_INTERVAL = 0.001  # seconds between pump wakes when ticks are frequent
 MAX_SLEEP = 0.1  # seconds between pump wakes at the least, so a stop is seen quickly
 MAX_BATCH = 2000  # ticks per pump wake at most, so catching up never blocks the writers
 MAX_LAG = 1.0  # after a longer stall the market skips ahead instead of bursting
+FLUSH_TIMEOUT = 2.0  # seconds subscribers get to take what is queued when the market closes
 READ_SIZE = 64 * 1024
 
 log = logging.getLogger("simulator")
@@ -67,6 +69,27 @@ class FeedError(Exception):
     """The feed cannot start; the text is a one-line reason for the operator."""
 
 
+def pump(market: Market, stop: gevent.event.Event, publish: Callable[[list[dict]], None]) -> None:
+    """Run ``market`` on the real clock until ``stop``: every tick that comes due goes to
+    ``publish`` in batches (one per wake), each tick produced once."""
+    origin = time.monotonic()
+    while not stop.is_set():
+        now = time.monotonic() - origin
+        if now - market.due > MAX_LAG:
+            log.info("market stalled for %.1f s; skipping ahead", now - market.due)
+            origin += now - market.due
+            now = market.due
+        if market.due <= now:
+            ts = time.time_ns() // 1_000_000
+            quotes = []
+            while market.due <= now and len(quotes) < MAX_BATCH:
+                quotes.append(market.next_tick(ts))
+            publish(quotes)
+        # gevent.sleep costs half what stop.wait(timeout) does, and wakes often enough.
+        wait = market.due - (time.monotonic() - origin)
+        gevent.sleep(min(max(wait, BATCH_INTERVAL), MAX_SLEEP))
+
+
 class Subscriber:
     """One connection: its outgoing queue and the writer greenlet that drains it."""
 
@@ -78,7 +101,7 @@ class Subscriber:
         self._queue: list[bytes] = []
         self._wake = gevent.event.Event()
         self._finishing = False
-        self._writer = gevent.spawn(self._write)
+        self.writer = gevent.spawn(self._write)
 
     def push(self, data: bytes) -> None:
         self._queue.append(data)
@@ -92,7 +115,7 @@ class Subscriber:
 
     def close(self) -> None:
         """Close now, dropping whatever is queued."""
-        self._writer.kill(block=False)
+        self.writer.kill(block=False)
         self.sock.close()
 
     def _write(self) -> None:
@@ -129,32 +152,21 @@ class Feed:
         """Accept subscribers and publish ticks until ``stop`` is set."""
         acceptor = gevent.spawn(self._accept)
         try:
-            self._pump(stop)
+            pump(self.market, stop, self._publish)
         finally:
             acceptor.kill()
             for subscriber in list(self._subscribers):
+                subscriber.finish()
+            # What was published goes out before the market closes, so a subscriber's
+            # last quotes are the market's final prices.
+            gevent.joinall([s.writer for s in self._subscribers], timeout=FLUSH_TIMEOUT)
+            for subscriber in list(self._subscribers):
                 subscriber.close()
 
-    # The market side ------------------------------------------------------------
+    def _publish(self, quotes: list[dict]) -> None:
+        self._broadcast(b"".join(map(tick_line, quotes)))
 
-    def _pump(self, stop: gevent.event.Event) -> None:
-        market = self.market
-        origin = time.monotonic()
-        while not stop.is_set():
-            now = time.monotonic() - origin
-            if now - market.due > MAX_LAG:
-                log.info("market stalled for %.1f s; skipping ahead", now - market.due)
-                origin += now - market.due
-                now = market.due
-            if market.due <= now:
-                ts = time.time_ns() // 1_000_000
-                lines = []
-                while market.due <= now and len(lines) < MAX_BATCH:
-                    lines.append(tick_line(market.next_tick(ts)))
-                self._broadcast(b"".join(lines))
-            # gevent.sleep costs half what stop.wait(timeout) does, and wakes often enough.
-            wait = market.due - (time.monotonic() - origin)
-            gevent.sleep(min(max(wait, BATCH_INTERVAL), MAX_SLEEP))
+    # The market side ------------------------------------------------------------
 
     def _broadcast(self, data: bytes) -> None:
         behind = []
@@ -253,12 +265,8 @@ def listen(address: Address) -> socket.socket:
     other users. A socket file left by a crashed market is replaced; a live one is not.
 
     Raises:
-        FeedError: a market is already running there, the address is unusable, or the
-            address is a kind this simulator cannot publish on yet.
+        FeedError: a market is already running there, or the address is unusable.
     """
-    if isinstance(address, RedisAddress):
-        raise FeedError(f"cannot publish on {address}: redis feeds are not supported yet; "
-                        "use unix:PATH or tcp://HOST:PORT")
     try:
         if isinstance(address, TcpAddress):
             listener = stdsocket.create_server((address.host, address.port), backlog=128)

@@ -286,7 +286,8 @@ def test_cli_without_a_market(tmp_path):
     (("run", "--symbols", "A,A"), "listed twice"),
     (("run", "--rate", "0"), "--rate must be above 0"),
     (("run", "--rate", "nan"), "--rate must be above 0"),
-    (("run", "--feed", "redis://127.0.0.1:6379/0"), "not supported yet"),
+    (("run", "--feed", "redis://127.0.0.1:1/0"), "cannot publish on redis://127.0.0.1:1/0"),
+    (("inject", "CARR", "10", "--feed", "redis://127.0.0.1:1/0"), "cannot reach redis at"),
 ])
 def test_cli_usage_errors_are_one_line(args, reason):
     assert_one_line_error(cli(*args), reason)
