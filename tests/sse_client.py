@@ -276,3 +276,79 @@ class SSEClient:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class Browser:
+    """What an ``EventSource`` does: reconnect after ``retry`` with ``Last-Event-ID``.
+
+    It keeps the quotes it was told (a snapshot replaces them, a price updates one) and
+    every price event id it saw, so a test can check that nothing was doubled or lost.
+    """
+
+    def __init__(self, base_url: str, path: str) -> None:
+        self.base_url = base_url
+        self.path = path
+        self.last_event_id: str | None = None
+        self.retry_s = 0.5
+        self.quotes: dict[str, dict] = {}
+        self.price_ids: list[str] = []
+        self.feed = "unknown"
+        self.reconnects = 0
+        self.client: SSEClient | None = None
+
+    def _connect(self) -> None:
+        try:
+            self.client = SSEClient(self.base_url, self.path, last_event_id=self.last_event_id)
+        except OSError:
+            self.client = None
+            return
+        if self.client.status != 200:
+            raise AssertionError(f"{self.path} answered {self.client.status}")
+
+    def poll(self, seconds: float) -> None:
+        """Read for ``seconds``, reconnecting the way a browser would when the stream ends."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if self.client is None:
+                self._connect()
+                if self.client is None:
+                    time.sleep(self.retry_s)
+                    continue
+            try:
+                self.client.next(max(0.001, min(0.5, deadline - time.monotonic())))
+            except TimeoutError:
+                pass
+            except (EOFError, OSError):
+                self._drop()
+                time.sleep(self.retry_s)
+                continue
+            self._absorb()
+
+    def _absorb(self) -> None:
+        client = self.client
+        for event in client.events:
+            if event.type == "snapshot":
+                self.quotes = {q["symbol"]: q for q in event.json()["quotes"]}
+            elif event.type == "price":
+                quote = event.json()
+                self.quotes[quote["symbol"]] = quote
+                self.price_ids.append(event.id)
+            elif event.type == "status":
+                self.feed = event.json()["feed"]
+        client.events.clear()
+        client._unread.clear()
+        self.last_event_id = client.parser.last_event_id or None
+        if client.parser.retry is not None:
+            self.retry_s = client.parser.retry / 1000
+
+    def _drop(self) -> None:
+        if self.client is not None:
+            self._absorb()
+            self.client.close()
+            self.client = None
+            self.reconnects += 1
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+            self.client = None
