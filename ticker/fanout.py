@@ -46,6 +46,7 @@ History = Callable[[int, int], "list[dict] | None"]
 
 _LAST_CHUNK = b"0\r\n\r\n"
 _SEND_BUFFER = 64 * 1024
+_DRAIN_SLICE = 16 * 1024
 
 
 class Refused(Exception):
@@ -330,7 +331,9 @@ class Fanout:
         """Push out a stream's unsent remainder; True once it is all out."""
         pending = stream.pending
         try:
-            written = stream.sock.send(pending)
+            # One TLS record at a time: TLS takes a buffer whole or not at all, so a
+            # reader draining a large remainder slowly would otherwise look stuck.
+            written = stream.sock.send(pending[:_DRAIN_SLICE])
         except BlockingIOError:
             written = 0
         except OSError:
