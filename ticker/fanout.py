@@ -46,7 +46,7 @@ History = Callable[[int, int], "list[dict] | None"]
 
 _LAST_CHUNK = b"0\r\n\r\n"
 _SEND_BUFFER = 64 * 1024
-_DRAIN_SLICE = 16 * 1024
+_SLICE = 16 * 1024
 
 
 class Refused(Exception):
@@ -313,13 +313,9 @@ class Fanout:
         return self._send(stream, _chunk(body) if stream.chunked else body, now)
 
     def _send(self, stream: Stream, data: bytes, now: float) -> int:
-        """One non-blocking write; keeps the unsent rest, closes the stream on error."""
-        try:
-            written = stream.sock.send(data)
-        except BlockingIOError:
-            written = 0
-        except OSError:
-            self.close(stream, "gone")
+        """Write what the socket takes now and keep the rest for the next sweep."""
+        written = self._write(stream, memoryview(data))
+        if written < 0:
             return 0
         stream.last_write = now
         if written < len(data):
@@ -330,14 +326,8 @@ class Fanout:
     def _drain(self, stream: Stream, now: float) -> bool:
         """Push out a stream's unsent remainder; True once it is all out."""
         pending = stream.pending
-        try:
-            # One TLS record at a time: TLS takes a buffer whole or not at all, so a
-            # reader draining a large remainder slowly would otherwise look stuck.
-            written = stream.sock.send(pending[:_DRAIN_SLICE])
-        except BlockingIOError:
-            written = 0
-        except OSError:
-            self.close(stream, "gone")
+        written = self._write(stream, pending)
+        if written < 0:
             return False
         if written == len(pending):
             stream.pending = None
@@ -349,6 +339,28 @@ class Fanout:
             logger.info("dropping a stream that read nothing for %.0f s", self.stall_s)
             self.close(stream, "stalled")
         return False
+
+    def _write(self, stream: Stream, data: memoryview) -> int:
+        """Non-blocking sends, a TLS record's worth at a time, until the socket is full.
+
+        Bytes written, or -1 when the client is gone (the stream is then closed). TLS
+        takes a buffer whole or not at all and must be offered the same one again, so
+        every send is a slice of the same size from the same place: a slow reader then
+        shows its progress, and a retry is always the same call.
+        """
+        written = 0
+        try:
+            while written < len(data):
+                sent = stream.sock.send(data[written:written + _SLICE])
+                if not sent:
+                    break
+                written += sent
+        except BlockingIOError:
+            pass
+        except OSError:
+            self.close(stream, "gone")
+            return -1
+        return written
 
 
 def status_frame(feed_up: bool) -> bytes:
