@@ -39,6 +39,7 @@ __all__ = ["QUEUE_LIMIT", "Feed", "FeedError", "listen", "pump", "serve", "tick_
 QUEUE_LIMIT = 8 * 1024 * 1024  # bytes a subscriber may fall behind before it is dropped
 BATCH_INTERVAL = 0.001  # seconds between pump wakes when ticks are frequent
 MAX_SLEEP = 0.1  # seconds between pump wakes at the least, so a stop is seen quickly
+YIELD = 1e-6  # a sleep just long enough to let the event loop go round once
 MAX_BATCH = 500  # ticks per pump wake at most, so catching up never starves the writers
 MAX_LAG = 1.0  # after a longer stall the market skips ahead instead of bursting
 FLUSH_TIMEOUT = 2.0  # seconds subscribers get to take what is queued when the market closes
@@ -85,10 +86,11 @@ def pump(market: Market, stop: gevent.event.Event, publish: Callable[[list[dict]
             while market.due <= now and len(quotes) < MAX_BATCH:
                 quotes.append(market.next_tick(ts))
             publish(quotes)
-        # Behind: just let the writers and readers run, and come back. Ahead: sleep, at
-        # least a batch interval (gevent.sleep costs half of stop.wait(timeout)).
+        # Ahead: sleep till the next tick is due, at least a batch interval. Behind: let the
+        # writers and readers run once and come back; sleep(0) would come back before the
+        # loop polls a single socket. (gevent.sleep costs half of stop.wait(timeout).)
         wait = market.due - (time.monotonic() - origin)
-        gevent.sleep(min(max(wait, BATCH_INTERVAL), MAX_SLEEP) if wait > 0 else 0)
+        gevent.sleep(min(max(wait, BATCH_INTERVAL), MAX_SLEEP) if wait > 0 else YIELD)
 
 
 class Subscriber:
