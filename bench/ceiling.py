@@ -60,7 +60,7 @@ class _Client:
         self.fd = sock.fileno()
         self.key = key
         self.after = after  # the seq its snapshot is as of
-        self.pending = first
+        self.pending = [first]
         self.done = Event()
 
 
@@ -176,19 +176,27 @@ class Ceiling:
         return b"".join(frame for _, _, frame in picked)
 
     def _write(self, client: _Client, data: bytes) -> None:
-        if client.pending:
-            data, client.pending = client.pending + data, b""
-        if not data:
+        """One non-blocking write of what the socket still owes and ``data``.
+
+        What it cannot take waits, as a list (joining would copy the whole backlog on
+        every sweep), in front of the next write.
+        """
+        pending = client.pending
+        if data:
+            pending.append(data)
+        if not pending:
             return
         try:
-            written = os.write(client.fd, data)
+            written = os.writev(client.fd, pending[:512])  # within IOV_MAX
         except BlockingIOError:
-            written = 0
+            return
         except OSError:
             self._drop(client)
             return
-        if written < len(data):
-            client.pending = data[written:]
+        while pending and written >= len(pending[0]):
+            written -= len(pending.pop(0))
+        if written:
+            pending[0] = pending[0][written:]
 
     def _drop(self, client: _Client) -> None:
         for members in self.groups.values():

@@ -4,10 +4,11 @@ Strategy: the servers measured here write whole frames in each write, so nearly 
 read is one chunk holding nothing but ``price`` frames, and in one sweep every stream
 of a subscription group gets the very same bytes. ``Bodies`` therefore recognises a
 body it has parsed before from its length and its first id and last seq (two slices
-and a dict lookup) and shares the one ``Run`` among all the streams that read it. A run is only counted
-and bounded (first and last seq and ``ts``) at once; its per-frame figures are parsed
-with regexes (C speed) when something asks for them, and frames are split in Python only
-in a body that mixes in other events (a snapshot, a status, a heartbeat).
+and a dict lookup) and shares the one ``Run`` among all the streams that read it. A
+run is only counted and bounded (first and last seq and ``ts``) at once; its per-frame
+figures are parsed with regexes (C speed) when something asks for them, and frames are
+split in Python only in a body that mixes in other events (a snapshot, a status, a
+heartbeat).
 Lines end in LF only, as both servers write them.
 
 Pure: bytes in, values out; the socket loop lives in ``bench.loadgen``.

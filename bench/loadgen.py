@@ -34,12 +34,14 @@ from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from bench.framing import ProtocolError, ResponseReader
+from bench.procs import runqueue_seconds
 from bench.tally import Stream, Tally
 
 __all__ = ["LoadGen", "raise_nofile"]
 
 _READ_SIZE = 256 * 1024
 _SAMPLED = 1000  # streams whose every event's latency is counted, about
+_QUIET = 0.5  # seconds without data after which a stopped market has said everything
 _IN, _OUT = select.EPOLLIN, select.EPOLLOUT
 
 
@@ -93,20 +95,26 @@ class LoadGen:
         # recv(n) would allocate n bytes per call, and past glibc's mmap threshold that
         # is an mmap and page faults each time: three times the cost of the read itself.
         self._view = memoryview(bytearray(_READ_SIZE))
+        self.last_data = 0.0  # monotonic time of the last read that brought data
         self.waited = 0.0  # seconds spent waiting for readiness: this tool's slack
         self.failed: list[str] = []
         self.dropped: list[str] = []
-        self._groups: dict[frozenset[bytes] | None, int] = {}
+        self._groups: dict[frozenset[bytes] | None, Stream] = {}  # the first of each group
 
     # Connecting ----------------------------------------------------------------------
 
     def _open(self, symbols: frozenset[bytes] | None, universe: int) -> _Conn:
-        group = self._groups.setdefault(symbols, len(self._groups))
+        first = self._groups.get(symbols)
+        group = len(self._groups) if first is None else first.group
         sampled = len(self.everyone) % max(1, self.streams // _SAMPLED) == 0
         path = b"/stream" if symbols is None else b"/stream?symbols=" + b",".join(sorted(symbols))
         request = b"GET %s HTTP/1.1\r\nHost: %s\r\nAccept: text/event-stream\r\n\r\n" % (
             path, self.host)
         conn = _Conn(Stream(group, symbols, universe, sampled), request)
+        if first is None:
+            self._groups[symbols] = conn.stream
+        else:
+            first.shared = conn.stream.shared = True
         if self.address[0].startswith("127."):
             # Many client addresses, as in life (a server may cap streams per address):
             # 250 of them, so 10,000 streams are 40 per address.
@@ -160,6 +168,8 @@ class LoadGen:
         before = time.perf_counter()
         ready = self.epoll.poll(timeout)
         self.waited += time.perf_counter() - before
+        if ready:
+            self.last_data = time.monotonic()
         for fd, mask in ready:
             conn = conns.get(fd)
             if conn is None:
@@ -233,23 +243,27 @@ class LoadGen:
         t1 = t0 + window
         tally.window10 = (int(t0 * 10_000), int(t1 * 10_000))
         self._read_until(t0)
-        cpu0, waited0 = _cpu_seconds(), self.waited
+        cpu0, waited0, queued0 = _cpu_seconds(), self.waited, runqueue_seconds("self")
         tally.measuring, started = True, time.time()
         if on_window:
             on_window("start")
         self._read_until(t1)
         tally.measuring, ended = False, time.time()
         cpu, waited = _cpu_seconds() - cpu0, self.waited - waited0
+        queued = runqueue_seconds("self") - queued0
         if on_window:
             on_window("end")
         streams_at_end = len(self.conns)
 
         # Late events of the window still count as delivered; the checks of gaps and
         # final prices need a market that has stopped.
+        # A stream that is behind may be told the feed is down before its last ticks
+        # arrive, so settling also waits for every socket to have gone quiet.
         if stop_market is not None:
             stop_market()
         self._read_until(time.time() + settle,
                          lambda: stop_market is not None
+                         and time.monotonic() - self.last_data > _QUIET
                          and all(c.stream.feed_down for c in self.conns.values()))
         result = {
             "streams": self.streams,
@@ -269,6 +283,7 @@ class LoadGen:
             "latency_sampled_streams": sum(c.stream.sampled for c in self.everyone),
             "loadgen_cpu": cpu / (ended - started),
             "loadgen_waiting": waited / (ended - started),
+            "loadgen_starved": queued / (ended - started),
             **tally.check([c.stream for c in self.everyone if c.opened and c is not reference],
                           settled=stop_market is not None and reference.stream.feed_down),
         }
@@ -297,7 +312,7 @@ def report(result: dict) -> str:
         f"{result['snapshots_in_window']} ({result['conflated_streams']} streams), "
         f"converged {result['converged']}",
         f"this tool {result['loadgen_cpu']:.0%} of one core, waiting for data "
-        f"{result['loadgen_waiting']:.0%} of the time",
+        f"{result['loadgen_waiting']:.0%} of the time, for a CPU {result['loadgen_starved']:.0%}",
     ])
 
 

@@ -20,7 +20,10 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["Server", "cpu_seconds", "exit_on_sigterm", "free_port", "market", "memory_kb", "server"]
+__all__ = [
+    "Server", "cpu_seconds", "exit_on_sigterm", "free_port", "market", "memory_kb",
+    "runqueue_seconds", "server",
+]
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -46,6 +49,15 @@ def cpu_seconds(pid: int) -> float:
     """User plus system CPU time of a process, from /proc/PID/stat."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def runqueue_seconds(pid: int | str) -> float:
+    """Time a process has spent runnable but waiting for a CPU (/proc/PID/schedstat).
+
+    On a shared machine this tells "starved" from "idle": a server whose CPU share is
+    low while this grows was held back by other processes, not by its own design.
+    """
+    return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
 
 
 def memory_kb(pid: int, field: str) -> int:

@@ -71,7 +71,8 @@ def measure(kind: str, work: Workload, tmp: Path, *, seed: int, warmup: float) -
         marks: dict[str, tuple[float, float]] = {}
 
         def on_window(edge: str) -> None:
-            marks[edge] = (time.monotonic(), procs.cpu_seconds(pid))
+            marks[edge] = (time.monotonic(), procs.cpu_seconds(pid),
+                           procs.runqueue_seconds(pid))
 
         generator = LoadGen("127.0.0.1", server.port, streams=work.streams,
                             symbols=work.symbols, seed=seed, log=log)
@@ -80,11 +81,12 @@ def measure(kind: str, work: Workload, tmp: Path, *, seed: int, warmup: float) -
         peak_kb = procs.memory_kb(pid, "VmHWM")
         if kind == "ticker":
             result["server_metrics"] = _metrics(server.get("/metrics")[1])
-    (t0, cpu0), (t1, cpu1) = marks["start"], marks["end"]
+    (t0, cpu0, queued0), (t1, cpu1, queued1) = marks["start"], marks["end"]
     cpu = cpu1 - cpu0
     result.update(
         kind=kind, workload=work.name, rate=work.rate, seed=seed,
         server_cpu_s=cpu, server_core=cpu / (t1 - t0),
+        server_starved=(queued1 - queued0) / (t1 - t0),
         server_cpu_us_per_event=cpu / result["events"] * 1e6 if result["events"] else None,
         # What one core would deliver at this batching, were it not shared.
         events_per_cpu_s=result["events"] / cpu if cpu else None,
@@ -152,8 +154,8 @@ def _ratio(a, b) -> str:
 def table(rows: list[tuple[Workload, dict, dict]]) -> str:
     """One line per workload and server, ticker's with its ratio to the ceiling."""
     head = ("| workload | server | streams | events/s | delivered | snapshots | gaps/dups "
-            "| converged | p50 ms | p99 ms | max ms | CPU us/event | server core "
-            "| KB/stream | tool core | target |")
+            "| converged | p50 ms | p99 ms | max ms | CPU us/event | server core +starved "
+            "| KB/stream | tool core +starved | target |")
     lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
     for work, ticker, ceiling in rows:
         for kind, r in (("ticker", ticker), ("ceiling", ceiling)):
@@ -171,8 +173,10 @@ def table(rows: list[tuple[Workload, dict, dict]]) -> str:
                 f"| {work.name} {work.title} | {kind} | {r['opened']:,.0f} | {events} "
                 f"| {delivered} | {r['snapshots_in_window']:g} | {r['gaps']:g}/{r['dups']:g} "
                 f"| {r['converged']:g} | {lat['p50']} | {p99} | {lat['max']} | {cpu_text} "
-                f"| {r['server_core']:.0%} | {r['server_kb_per_stream']:.1f} "
-                f"| {r['loadgen_cpu']:.0%} | {verdict(work, r, ceiling) if ratio else ''} |")
+                f"| {r['server_core']:.0%} +{r['server_starved']:.0%} "
+                f"| {r['server_kb_per_stream']:.1f} "
+                f"| {r['loadgen_cpu']:.0%} +{r['loadgen_starved']:.0%} "
+                f"| {verdict(work, r, ceiling) if ratio else ''} |")
     return "\n".join(lines)
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from collections import Counter
 
-from bench.framing import Bodies, Run
+from bench.framing import Bodies, Run, items
 
 __all__ = ["Stream", "Tally"]
 
@@ -30,13 +30,14 @@ class Stream:
     """One stream's subscription and counters."""
 
     __slots__ = (
-        "group", "symbols", "wants", "sampled", "last_seq", "start", "count", "segments",
+        "group", "shared", "symbols", "wants", "sampled", "last_seq", "start", "count", "segments",
         "snapshots", "window_snapshots", "in_window", "prices", "recent", "feed_down", "dups",
     )
 
     def __init__(self, group: int, symbols: frozenset[bytes] | None, universe: int,
                  sampled: bool = True) -> None:
         self.group = group
+        self.shared = False  # another stream has the same subscription
         self.sampled = sampled  # every event's latency is counted, not just the worst per read
         self.symbols = symbols  # None: every symbol
         self.wants = universe if symbols is None else len(symbols)
@@ -90,7 +91,7 @@ class Tally:
 
     def feed(self, stream: Stream, body: bytes, now10: int) -> None:
         """Account for ``body`` (whole frames) arriving on ``stream`` at ``now10``."""
-        for item in self.bodies.items(stream.group, body):
+        for item in self.bodies.items(stream.group, body) if stream.shared else items(body):
             kind = item[0]
             if kind == "price":
                 self._prices(stream, item[1], now10)
