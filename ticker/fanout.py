@@ -11,16 +11,18 @@ carrying more, so writes per stream stay bounded while events per write grow.
 
 After the response headers and the first frames have gone out through gunicorn (in
 the request's own greenlet), the stream's socket is written here directly, framed as
-HTTP/1.1 chunks when the response is chunked. The request greenlet just waits for
-``Stream.done``. A stream that cannot take a write keeps the unsent remainder, and
-nothing more, until it drains: it never holds a queue. When it drains it catches up
-from the log, or gets a snapshot if it has fallen behind the log (conflation). One that
-accepts nothing for ``stall_s`` is dropped. A write that fails means the client left:
-the stream is closed and everything it held is freed at once.
+HTTP/1.1 chunks when the response is chunked. The request greenlet just waits for its
+socket to turn readable: a stream's client sends nothing more, so that happens only when
+it leaves, and the stream is closed and everything it held freed at once (a failed
+write says the same, whichever comes first). A stream that cannot take a write keeps the
+unsent remainder, and nothing more, until it drains: it never holds a queue. When it
+drains it catches up from the log, or gets a snapshot if it has fallen behind the log
+(conflation). One that accepts nothing for ``stall_s`` is dropped.
 
 Ending a stream (client gone, stuck, or the worker shutting down) always ends the same
 way: the closing chunk if the framing is clean, then ``shutdown`` of the socket, so the
-browser sees the end at once and reconnects, possibly to another worker.
+browser sees the end at once and reconnects, possibly to another worker, and the
+request greenlet wakes and returns.
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ class Stream:
 
     __slots__ = (
         "sock", "key", "chunked", "generation", "cursor", "feed_up",
-        "pending", "stalled_since", "last_write", "armed", "closed", "done",
+        "pending", "stalled_since", "last_write", "armed", "closed",
     )
 
     def __init__(self, sock: socket.socket, key: frozenset[str] | None, chunked: bool) -> None:
@@ -77,7 +79,6 @@ class Stream:
         self.last_write = 0.0
         self.armed = False
         self.closed = False
-        self.done = Event()
 
 
 class Fanout:
@@ -209,7 +210,6 @@ class Fanout:
         stream.pending = None
         with contextlib.suppress(OSError):
             stream.sock.shutdown(socket.SHUT_RDWR)
-        stream.done.set()
 
     def close_all(self) -> None:
         """Refuse new streams and end every open one (worker shutdown)."""

@@ -11,6 +11,7 @@ from collections import Counter
 from collections.abc import Iterator
 
 from flask import Blueprint, Response, current_app, request
+from gevent.socket import wait_read
 
 from ticker import access
 from ticker.errors import ApiError
@@ -88,7 +89,10 @@ def _body(
     try:
         yield first
         fanout.arm(stream)
-        stream.done.wait()
+        # Nothing more is read from a stream's socket, so it turns readable only when the
+        # client leaves (end of file) or the stream is ended here (shutdown): either way
+        # the stream is closed at once, not at its next write.
+        wait_read(stream.sock.fileno())
     finally:
         fanout.close(stream)
         clients[client] -= 1
