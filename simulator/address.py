@@ -21,9 +21,11 @@ __all__ = [
     "default_feed",
     "feed_from_env",
     "parse",
+    "secret_from_env",
 ]
 
 ENV_VAR = "TICKER_FEED"
+SECRET_VAR = "TICKER_FEED_SECRET"
 
 
 class AddressError(ValueError):
@@ -65,6 +67,12 @@ def default_feed() -> str:
 
 def feed_from_env() -> str:
     return os.environ.get(ENV_VAR) or default_feed()
+
+
+def secret_from_env() -> str | None:
+    """The feed's shared secret, when one is set: the market asks every subscriber for it
+    first (meant for ``tcp://`` feeds, which any local user could otherwise reach)."""
+    return os.environ.get(SECRET_VAR) or None
 
 
 def parse(text: str) -> Address:

@@ -20,7 +20,14 @@ from typing import NoReturn
 import click
 
 from simulator import wire
-from simulator.address import Address, AddressError, RedisAddress, UnixAddress, feed_from_env
+from simulator.address import (
+    Address,
+    AddressError,
+    RedisAddress,
+    UnixAddress,
+    feed_from_env,
+    secret_from_env,
+)
 from simulator.address import parse as parse_address
 
 __all__ = ["cli", "main"]
@@ -117,7 +124,7 @@ def run(feed: Address, symbols: str, rate: float, seed: int | None) -> None:
             _fail(f"cannot publish on {feed}: {exc}")
         return
     try:
-        market.serve(the_market, companies, feed, seed)
+        market.serve(the_market, companies, feed, seed, secret_from_env())
     except market.FeedError as exc:
         _fail(str(exc))
 
@@ -180,7 +187,9 @@ def _request(address: Address, request: dict) -> dict:
     decoder = wire.Decoder()
     with sock:
         try:
-            sock.sendall(wire.encode({**request, "id": 1}))
+            secret = secret_from_env()
+            sock.sendall((wire.encode(wire.auth(secret)) if secret else b"")
+                         + wire.encode({**request, "id": 1}))
             while (left := deadline - time.monotonic()) > 0:
                 sock.settimeout(left)
                 data = sock.recv(1 << 16)

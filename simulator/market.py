@@ -15,6 +15,8 @@ sent can never disagree.
 
 from __future__ import annotations
 
+import contextlib
+import hmac
 import itertools
 import logging
 import os
@@ -42,6 +44,7 @@ MAX_SLEEP = 0.1  # seconds between pump wakes at the least, so a stop is seen qu
 YIELD = 1e-6  # a sleep just long enough to let the event loop go round once
 MAX_BATCH = 500  # ticks per pump wake at most, so catching up never starves the writers
 MAX_LAG = 1.0  # after a longer stall the market skips ahead instead of bursting
+AUTH_TIMEOUT = 5.0  # seconds a subscriber has to send the shared secret, when one is set
 FLUSH_TIMEOUT = 2.0  # seconds subscribers get to take what is queued when the market closes
 READ_SIZE = 64 * 1024
 
@@ -143,8 +146,10 @@ class Subscriber:
 class Feed:
     """The market, its subscribers, and the greenlets that serve them."""
 
-    def __init__(self, market: Market, universe: list[Company], listener: socket.socket) -> None:
+    def __init__(self, market: Market, universe: list[Company], listener: socket.socket,
+                 secret: str | None = None) -> None:
         self.market = market
+        self._secret = secret
         self.epoch = secrets.token_hex(6)
         self._listing = [company.listing() for company in universe]
         self._listener = listener
@@ -202,6 +207,12 @@ class Feed:
     def _serve(self, sock: socket.socket) -> None:
         if sock.family != socket.AF_UNIX:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        decoder, early = wire.Decoder(), []
+        if self._secret is not None:
+            early = self._admit(sock, decoder)
+            if early is None:
+                sock.close()
+                return
         subscriber = Subscriber(next(self._numbers), sock)
         market = self.market
         subscriber.push(wire.encode(wire.hello(self.epoch, market.seq, self._listing, market.rate))
@@ -209,7 +220,9 @@ class Feed:
         self._subscribers.add(subscriber)
         log.info("subscriber %d joined (%d now)", subscriber.number, len(self._subscribers))
         try:
-            self._read(subscriber)
+            for item in early:
+                subscriber.push(wire.encode(self._answer(item, subscriber)))
+            self._read(subscriber, decoder)
         except OSError:
             pass  # reset by the peer, or closed by a drop
         except Exception as exc:  # a bug must cost one subscriber, never the market
@@ -221,8 +234,36 @@ class Feed:
                 log.info("subscriber %d left (%d now)", subscriber.number,
                          len(self._subscribers))
 
-    def _read(self, subscriber: Subscriber) -> None:
-        decoder = wire.Decoder()
+    def _admit(self, sock: socket.socket, decoder: wire.Decoder) -> list | None:
+        """Whether the first line is the shared secret; the lines that came after it.
+
+        A market with a secret sends nothing, not even its hello, before it has it.
+        """
+        items: list = []
+        try:
+            with gevent.Timeout(AUTH_TIMEOUT):
+                while not items:
+                    data = sock.recv(READ_SIZE)
+                    if not data:
+                        return None
+                    items = decoder.feed(data)
+        except (gevent.Timeout, OSError):
+            return None
+        first, rest = items[0], items[1:]
+        try:
+            request = wire.parse_request(first) if isinstance(first, dict) else None
+        except wire.WireError:
+            request = None
+        if isinstance(request, wire.AuthRequest) and hmac.compare_digest(
+            request.secret.encode(), self._secret.encode()
+        ):
+            return rest
+        log.info("refused a subscriber without the shared secret")
+        with contextlib.suppress(OSError):
+            sock.sendall(wire.encode(wire.error("this market needs its shared secret first")))
+        return None
+
+    def _read(self, subscriber: Subscriber, decoder: wire.Decoder) -> None:
         while not subscriber.gone:
             data = subscriber.sock.recv(READ_SIZE)
             if not data:
@@ -242,6 +283,8 @@ class Feed:
             return wire.error(str(exc), _echo_id(item))
         if isinstance(request, wire.SymbolsRequest):
             return wire.reply(request.id, universe=self._listing)
+        if isinstance(request, wire.AuthRequest):
+            return wire.reply(request.id, ok=True)
         try:
             quote = self.market.inject(request.symbol, request.price, time.time_ns() // 1_000_000)
         except MarketError as exc:
@@ -337,7 +380,8 @@ def _file_id(address: Address) -> tuple[int, int] | None:
 
 # Running --------------------------------------------------------------------------
 
-def serve(market: Market, universe: list[Company], address: Address, seed: int) -> None:
+def serve(market: Market, universe: list[Company], address: Address, seed: int,
+          secret: str | None = None) -> None:
     """Publish ``market`` on ``address`` until SIGINT or SIGTERM.
 
     Raises:
@@ -345,7 +389,7 @@ def serve(market: Market, universe: list[Company], address: Address, seed: int) 
     """
     listener = listen(address)
     file_id = _file_id(address)
-    feed = Feed(market, universe, listener)
+    feed = Feed(market, universe, listener, secret)
     stop = gevent.event.Event()
     received = []
 

@@ -26,9 +26,11 @@ __all__ = [
     "QUOTE_FIELDS",
     "SYMBOL_RE",
     "Decoder",
+    "AuthRequest",
     "InjectRequest",
     "SymbolsRequest",
     "WireError",
+    "auth",
     "encode",
     "error",
     "hello",
@@ -161,6 +163,11 @@ def error(reason: str, request_id: Any = None) -> dict:
 
 # Subscriber -> market -------------------------------------------------------------
 
+def auth(secret: str) -> dict:
+    """The first line a subscriber sends to a market that requires a shared secret."""
+    return {"op": "auth", "secret": secret}
+
+
 @dataclass(frozen=True)
 class InjectRequest:
     symbol: str
@@ -195,7 +202,13 @@ def positive_price(value: Any) -> float:
     return price
 
 
-def parse_request(message: dict) -> InjectRequest | SymbolsRequest:
+@dataclass(frozen=True)
+class AuthRequest:
+    secret: str
+    id: Any = None
+
+
+def parse_request(message: dict) -> InjectRequest | SymbolsRequest | AuthRequest:
     """Validate a subscriber's request line.
 
     Raises:
@@ -210,6 +223,11 @@ def parse_request(message: dict) -> InjectRequest | SymbolsRequest:
         return InjectRequest(symbol, positive_price(message.get("price")), request_id)
     if op == "symbols":
         return SymbolsRequest(request_id)
+    if op == "auth":
+        secret = message.get("secret")
+        if not isinstance(secret, str):
+            raise WireError("auth needs a secret")
+        return AuthRequest(secret, request_id)
     if op is None:
         raise WireError("request has no op")
     raise WireError(f"unknown op {str(op)[:40]!r}")

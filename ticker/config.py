@@ -40,6 +40,8 @@ class Config:
     catch_up_bytes: int = 1 << 20  # TICKER_CATCH_UP_BYTES: larger catch-ups become a snapshot
     max_streams_per_client: int = 100  # TICKER_MAX_STREAMS_PER_CLIENT: per address, per worker
     auth_secret: str = dataclasses.field(default="", repr=False)  # TICKER_AUTH_SECRET: signs tokens
+    # TICKER_FEED_SECRET: the market's shared secret, sent first on a socket feed
+    feed_secret: str = dataclasses.field(default="", repr=False)
     cors_origins: str = ""  # TICKER_CORS_ORIGINS: comma-separated origins that may read cross-site
 
     @classmethod

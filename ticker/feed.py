@@ -37,10 +37,12 @@ class FeedReader:
         log: EventLog,
         on_change: Callable[[], None],
         *,
+        secret: str | None = None,
         backoff_min: float = 0.1,
         backoff_max: float = 5.0,
     ) -> None:
         self.address = address.parse(feed)
+        self.secret = secret
         self.log = log
         self.on_change = on_change
         self.backoff_min = backoff_min
@@ -68,7 +70,7 @@ class FeedReader:
     def _session(self) -> None:
         """One connection's life: apply each batch of messages, then wake the fan-out."""
         self._hello = None
-        for batch in sources.messages(self.address, self.log):
+        for batch in sources.messages(self.address, self.log, self.secret):
             for item in batch:
                 if isinstance(item, wire.WireError):
                     logger.warning("feed sent a bad line: %s", item)

@@ -34,7 +34,9 @@ class TickerService:
             stall_s=config.stall_s,
             catch_up_bytes=config.catch_up_bytes,
         )
-        self.feed = FeedReader(config.feed, self.log, self.fanout.wake)
+        self.feed = FeedReader(
+            config.feed, self.log, self.fanout.wake, secret=config.feed_secret or None
+        )
         where = address.parse(config.feed)
         self.history: History | None = None
         if isinstance(where, address.RedisAddress):

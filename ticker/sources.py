@@ -40,14 +40,19 @@ class FeedLost(ConnectionError):
 Batch = list[dict | wire.WireError]
 
 
-def messages(where: address.Address, log: EventLog) -> Iterator[Batch]:
-    """The feed's messages, a batch at a time, for as long as the connection lasts."""
+def messages(where: address.Address, log: EventLog, secret: str | None) -> Iterator[Batch]:
+    """The feed's messages, a batch at a time, for as long as the connection lasts.
+
+    ``secret``: the market's shared secret, sent first on a socket feed when set.
+    """
     if isinstance(where, address.RedisAddress):
         return _redis_messages(where.url, log)
-    return _socket_messages(where)
+    return _socket_messages(where, secret)
 
 
-def _socket_messages(where: address.UnixAddress | address.TcpAddress) -> Iterator[Batch]:
+def _socket_messages(
+    where: address.UnixAddress | address.TcpAddress, secret: str | None
+) -> Iterator[Batch]:
     if isinstance(where, address.UnixAddress):
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         target: object = where.path
@@ -56,6 +61,8 @@ def _socket_messages(where: address.UnixAddress | address.TcpAddress) -> Iterato
         target = (where.host, where.port)
     try:
         sock.connect(target)
+        if secret:
+            sock.sendall(wire.encode(wire.auth(secret)))
         decoder = wire.Decoder()
         while data := sock.recv(_READ_SIZE):
             yield decoder.feed(data)
