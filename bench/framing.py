@@ -155,9 +155,9 @@ class Run:
     __slots__ = ("blob", "count", "first", "last", "ts_first", "ts_last",
                  "_ts10", "_seqs", "_quotes")
 
-    def __init__(self, blob: bytes) -> None:
+    def __init__(self, blob: bytes, count: int | None = None) -> None:
         self.blob = blob
-        self.count = blob.count(PRICE)
+        self.count = blob.count(PRICE) if count is None else count
         first, last = _SEQ.search(blob), _SEQ.match(blob, blob.rfind(b'"seq":'))
         ts_first, ts_last = _TS.search(blob), _TS.match(blob, blob.rfind(b'"ts":'))
         if not (self.count and first and last and ts_first and ts_last):
@@ -228,7 +228,8 @@ class Bodies:
 def items(body: bytes) -> list[tuple]:
     """The events in ``body`` (whole frames), in order.
 
-    Each item is ``("price", run)`` for a run of consecutive price frames,
+    Each item is ``("price", run)`` for a run of consecutive price frames (and any
+    heartbeats among them),
     ``("snapshot", seq, prices)``, or ``("status", up)``. Comments and ``retry`` are
     dropped.
 
@@ -236,8 +237,10 @@ def items(body: bytes) -> list[tuple]:
         ProtocolError: a price frame without its figures, a snapshot without an id.
     """
     prices = body.count(PRICE)
-    if prices and prices == body.count(_FRAME_END):
-        return [("price", Run(body))]
+    # A heartbeat among price frames is harmless (it has no quote in it); a snapshot or
+    # a status is not, and sends the body the slow way.
+    if prices and b"event: s" not in body:
+        return [("price", Run(body, prices))]
     out: list[tuple] = []
     run: list[bytes] = []
     for frame in body.split(_FRAME_END)[:-1]:

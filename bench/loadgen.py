@@ -40,7 +40,7 @@ from bench.tally import Stream, Tally
 __all__ = ["LoadGen", "raise_nofile"]
 
 _READ_SIZE = 256 * 1024
-_SAMPLED = 1000  # streams whose every event's latency is counted, about
+_SAMPLED = 500  # streams whose every event's latency is counted, about
 _QUIET = 0.5  # seconds without data after which a stopped market has said everything
 _IN, _OUT = select.EPOLLIN, select.EPOLLOUT
 

@@ -9,8 +9,8 @@ reference's ticks for its symbols, so ``expected - received`` is its gaps and a 
 its duplicates. "Delivered" is judged by market time: of the ticks the market produced
 in the window (by ``ts``), the share each stream received, whenever it arrived.
 Latency is arrival time minus ``ts`` for every price event that arrives in the window on
-a sampled stream (an even spread of a thousand or so: enough for a p99, and a tenth of
-the cost of counting every event), counted in tenths of a millisecond (``ts`` itself is
+a sampled stream (an even spread of five hundred or so: enough for a p99, at a
+twentieth of the cost of counting every event), counted in tenths of a millisecond (``ts`` itself is
 whole milliseconds); the maximum is over every event of every stream.
 
 Pure: the loop in ``bench.loadgen`` feeds it bodies and clock readings.
