@@ -22,10 +22,19 @@ from pathlib import Path
 
 __all__ = [
     "Server", "cpu_seconds", "exit_on_sigterm", "free_port", "market", "memory_kb",
-    "runqueue_seconds", "server",
+    "revision", "runqueue_seconds", "server",
 ]
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def revision() -> str:
+    """The commit the server code comes from, "+changes" if ticker/ differs from it."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
+                              check=False).stdout.strip()
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    return commit + ("+changes" if git("status", "--porcelain", "--", "ticker") else "")
 
 
 def exit_on_sigterm() -> None:

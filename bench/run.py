@@ -64,6 +64,7 @@ def log(line: str) -> None:
 
 def measure(kind: str, work: Workload, tmp: Path, *, seed: int, warmup: float) -> dict:
     """One run of ``work`` against ``kind`` ("ticker" or "ceiling"): every figure."""
+    revision = procs.revision()
     with procs.market(tmp, symbols=work.universe, rate=work.rate, seed=seed, cpu=1) as market, \
             procs.server(kind, tmp, market.feed, streams=work.streams, cpu=0) as server:
         pid = server.workers[0]
@@ -79,12 +80,14 @@ def measure(kind: str, work: Workload, tmp: Path, *, seed: int, warmup: float) -
         result = generator.run(warmup=warmup, window=work.window, stop_market=market.stop,
                                settle=15.0, on_window=on_window)
         peak_kb = procs.memory_kb(pid, "VmHWM")
+        errors = server.log.read_text(errors="replace").count("Traceback")
         if kind == "ticker":
             result["server_metrics"] = _metrics(server.get("/metrics")[1])
     (t0, cpu0, queued0), (t1, cpu1, queued1) = marks["start"], marks["end"]
     cpu = cpu1 - cpu0
     result.update(
-        kind=kind, workload=work.name, rate=work.rate, seed=seed,
+        kind=kind, workload=work.name, rate=work.rate, seed=seed, revision=revision,
+        server_tracebacks=errors,
         server_cpu_s=cpu, server_core=cpu / (t1 - t0),
         server_starved=(queued1 - queued0) / (t1 - t0),
         server_cpu_us_per_event=cpu / result["events"] * 1e6 if result["events"] else None,
@@ -107,16 +110,21 @@ def _metrics(text: bytes) -> dict:
 
 
 def median_of(runs: list[dict]) -> dict:
-    """Each numeric figure's median over ``runs``; the rest from the first run."""
+    """Each numeric figure's median over the runs that have it; the rest from the first run.
+
+    A figure a run could not measure (``None``: no events in its window, a market that
+    did not settle) is left out of its median rather than spoiling it.
+    """
     merged = dict(runs[0])
-    for key, value in runs[0].items():
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            values = [r[key] for r in runs if isinstance(r.get(key), (int, float))]
+    for key in runs[0]:
+        values = [r[key] for r in runs
+                  if isinstance(r[key], (int, float)) and not isinstance(r[key], bool)]
+        if values:
             merged[key] = statistics.median(values)
-        elif isinstance(value, dict) and key == "latency_ms":
-            merged[key] = {k: statistics.median([r[key][k] for r in runs
-                                                 if r[key][k] is not None] or [None])
-                           for k in value}
+    merged["latency_ms"] = {
+        k: statistics.median([r["latency_ms"][k] for r in runs if r["latency_ms"][k] is not None]
+                             or [None])
+        for k in runs[0]["latency_ms"]}
     merged["runs"] = len(runs)
     return merged
 
@@ -147,6 +155,10 @@ def verdict(work: Workload, t: dict, ceiling: dict) -> str:
     return "met" if not missed else "MISSED: " + ", ".join(missed)
 
 
+def _g(value) -> str:
+    return "-" if value is None else f"{value:g}"
+
+
 def _ratio(a, b) -> str:
     return f"{a / b:.2f}" if a is not None and b else "-"
 
@@ -171,8 +183,8 @@ def table(rows: list[tuple[Workload, dict, dict]]) -> str:
             delivered = "-" if r["delivery_ratio"] is None else f"{r['delivery_ratio']:.3%}"
             lines.append(
                 f"| {work.name} {work.title} | {kind} | {r['opened']:,.0f} | {events} "
-                f"| {delivered} | {r['snapshots_in_window']:g} | {r['gaps']:g}/{r['dups']:g} "
-                f"| {r['converged']:g} | {lat['p50']} | {p99} | {lat['max']} | {cpu_text} "
+                f"| {delivered} | {r['snapshots_in_window']:g} | {_g(r['gaps'])}/{_g(r['dups'])} "
+                f"| {_g(r['converged'])} | {lat['p50']} | {p99} | {lat['max']} | {cpu_text} "
                 f"| {r['server_core']:.0%} +{r['server_starved']:.0%} "
                 f"| {r['server_kb_per_stream']:.1f} "
                 f"| {r['loadgen_cpu']:.0%} +{r['loadgen_starved']:.0%} "
