@@ -61,7 +61,7 @@ def run_simulator(tmp_path: Path, *args: str, wait: bool = True) -> Iterator[Sim
     Example: ``with run_simulator(tmp_path, "--seed", "1", "--rate", "200") as sim: ...``
     """
     path = Path(tmp_path) / "feed.sock"
-    log_path = Path(tmp_path) / "simulator.log"
+    log_path = Path(tmp_path) / f"simulator-{time.monotonic_ns()}.log"
     environment = {k: v for k, v in os.environ.items() if k != "TICKER_FEED"}
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
