@@ -47,6 +47,10 @@ def _seq(item: tuple) -> int:
     return item[0]
 
 
+def _join(items) -> bytes:
+    return b"".join(frame for _, _, frame in items)
+
+
 def _dumps(value: object) -> str:
     return json.dumps(value, separators=(",", ":"))
 
@@ -151,7 +155,7 @@ class Ceiling:
             for item in new:
                 by_symbol.setdefault(item[1], []).append(item)
             for key, members in list(self.groups.items()):
-                body = everyone if key is None else self._select(by_symbol, key)
+                body = everyone if key is None else _join(self._select(by_symbol, key))
                 if body or any(c.pending for c in members):
                     data = _chunk(body) if body else b""
                     for client in list(members):
@@ -159,21 +163,21 @@ class Ceiling:
             joining, self.joining = self.joining, []
             for client in joining:
                 # Its snapshot already holds the ticks up to ``after``.
-                body = b"".join(frame for seq, symbol, frame in new if seq > client.after and (
-                    client.key is None or symbol is None or symbol in client.key))
+                picked = new if client.key is None else self._select(by_symbol, client.key)
+                body = _join(item for item in picked if item[0] > client.after)
                 self.groups.setdefault(client.key, []).append(client)
                 self._write(client, _chunk(body) if body else b"")
             gevent.sleep(max(self.min_pause, (time.monotonic() - started) / 2))
 
     @staticmethod
-    def _select(by_symbol: dict, key: frozenset[str]) -> bytes:
+    def _select(by_symbol: dict, key: frozenset[str]) -> list[tuple[int, str | None, bytes]]:
         """The frames for the symbols of ``key`` in seq order, then those for all."""
         picked = []
         for symbol in key:
             picked.extend(by_symbol.get(symbol, ()))
         picked.sort(key=_seq)
         picked.extend(by_symbol.get(None, ()))
-        return b"".join(frame for _, _, frame in picked)
+        return picked
 
     def _write(self, client: _Client, data: bytes) -> None:
         """One non-blocking write of what the socket still owes and ``data``.
