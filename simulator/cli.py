@@ -30,7 +30,7 @@ from simulator.address import (
 )
 from simulator.address import parse as parse_address
 
-__all__ = ["cli", "main"]
+__all__ = ["cli", "main", "run_cli"]
 
 MAX_RATE = 1_000_000.0
 REPLY_TIMEOUT = 5.0  # seconds a client waits for the market's answer
@@ -228,9 +228,13 @@ def _fail(reason: str) -> NoReturn:
 
 
 def main() -> None:
-    """Run the CLI; print every error as one line."""
+    run_cli(cli, "python -m simulator")
+
+
+def run_cli(group: click.Group, prog_name: str) -> NoReturn:
+    """Run a click CLI and exit; every error is one line on stderr, never a usage dump."""
     try:
-        code = cli.main(prog_name="python -m simulator", standalone_mode=False)
+        code = group.main(prog_name=prog_name, standalone_mode=False)
     except click.exceptions.NoArgsIsHelpError as exc:
         exc.show()
         code = exc.exit_code

@@ -26,7 +26,7 @@ import signal
 import socket as stdsocket
 import stat
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import gevent
 import gevent.event
@@ -37,7 +37,9 @@ from simulator.address import Address, TcpAddress, UnixAddress
 from simulator.model import Market, MarketError
 from simulator.universe import Company
 
-__all__ = ["QUEUE_LIMIT", "Feed", "FeedError", "listen", "pump", "serve", "tick_line"]
+__all__ = [
+    "QUEUE_LIMIT", "Feed", "FeedError", "listen", "pump", "serve", "stopped_by_signal", "tick_line",
+]
 
 QUEUE_LIMIT = 8 * 1024 * 1024  # bytes a subscriber may fall behind before it is dropped
 BATCH_INTERVAL = 0.002  # seconds between pump wakes; each wake costs a write a subscriber
@@ -384,6 +386,26 @@ def _file_id(address: Address) -> tuple[int, int] | None:
 
 # Running --------------------------------------------------------------------------
 
+@contextlib.contextmanager
+def stopped_by_signal(market: Market) -> Iterator[gevent.event.Event]:
+    """An event the first SIGINT or SIGTERM sets; says how the market closed, at the end."""
+    stop = gevent.event.Event()
+    received = []
+
+    def on_signal(signum: signal.Signals) -> None:
+        received.append(signum.name)
+        stop.set()
+
+    handlers = [gevent.signal_handler(s, on_signal, s) for s in (signal.SIGINT, signal.SIGTERM)]
+    try:
+        yield stop
+    finally:
+        for handler in handlers:
+            handler.cancel()
+    log.info("market closed on %s after %d ticks", received[0] if received else "request",
+             market.seq)
+
+
 def serve(market: Market, universe: list[Company], address: Address, seed: int,
           secret: str | None = None) -> None:
     """Publish ``market`` on ``address`` until SIGINT or SIGTERM.
@@ -394,25 +416,15 @@ def serve(market: Market, universe: list[Company], address: Address, seed: int,
     listener = listen(address)
     file_id = _file_id(address)
     feed = Feed(market, universe, listener, secret)
-    stop = gevent.event.Event()
-    received = []
-
-    def on_signal(signum: signal.Signals) -> None:
-        received.append(signum.name)
-        stop.set()
-
-    handlers = [gevent.signal_handler(s, on_signal, s) for s in (signal.SIGINT, signal.SIGTERM)]
     log.info("market open on %s: epoch %s, %d symbols, %g ticks/s, seed %d",
              address, feed.epoch, len(universe), market.rate, seed)
     # What startup made (modules, Faker's data) lives until exit; left to the collector,
     # every full collection would scan it for ~15 ms, a stall in every subscriber's feed.
     gc.freeze()
     try:
-        feed.run(stop)
+        with stopped_by_signal(market) as stop:
+            feed.run(stop)
     finally:
-        for handler in handlers:
-            handler.cancel()
         if file_id and _file_id(address) == file_id:  # not if another market took the path
             os.unlink(address.path)
         listener.close()
-    log.info("market closed on %s after %d ticks", received[0], market.seq)

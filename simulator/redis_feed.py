@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-import signal
 import time
 import uuid
 
@@ -27,7 +26,7 @@ import gevent.event
 import redis
 
 from simulator import wire
-from simulator.market import pump, tick_line
+from simulator.market import pump, stopped_by_signal, tick_line
 from simulator.model import Market, MarketError
 from simulator.universe import Company
 
@@ -145,24 +144,14 @@ def serve(market: Market, universe: list[Company], url: str, seed: int) -> None:
     """
     feed = RedisFeed(market, universe, url)
     feed.start()
-    stop = gevent.event.Event()
-    received = []
-
-    def on_signal(signum: signal.Signals) -> None:
-        received.append(signum.name)
-        stop.set()
-
-    handlers = [gevent.signal_handler(s, on_signal, s) for s in (signal.SIGINT, signal.SIGTERM)]
     log.info("market open on %s: epoch %s, %d symbols, %g ticks/s, seed %d",
              url, feed.epoch, len(universe), market.rate, seed)
-    requests = gevent.spawn(feed.answer_requests, stop)
-    try:
-        pump(market, stop, feed.publish)
-    finally:
-        for handler in handlers:
-            handler.cancel()
-        requests.join(timeout=2)
-    log.info("market closed on %s after %d ticks", received[0], market.seq)
+    with stopped_by_signal(market) as stop:
+        requests = gevent.spawn(feed.answer_requests, stop)
+        try:
+            pump(market, stop, feed.publish)
+        finally:
+            requests.join(timeout=2)
 
 
 def request(url: str, message: dict, timeout: float) -> dict:

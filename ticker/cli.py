@@ -1,18 +1,18 @@
 """The ticker's command line: mint access tokens for a server that requires them.
 
 Every failure is one line on stderr and a non-zero exit, never a usage dump or a
-traceback, as in the simulator's CLI: ``main`` runs click in non-standalone mode and
-prints each error itself.
+traceback: ``main`` runs click through the simulator's ``run_cli``, which prints each
+error itself.
 """
 
 from __future__ import annotations
 
-import sys
 import time
 from typing import NoReturn
 
 import click
 
+from simulator.cli import run_cli
 from ticker import auth
 from ticker.config import Config, ConfigError
 
@@ -56,16 +56,4 @@ def _fail(reason: str) -> NoReturn:
 
 
 def main() -> None:
-    """Run the CLI; print every error as one line."""
-    try:
-        code = cli.main(prog_name="python -m ticker", standalone_mode=False)
-    except click.exceptions.NoArgsIsHelpError as exc:
-        exc.show()
-        code = exc.exit_code
-    except click.ClickException as exc:
-        click.echo(f"error: {exc.format_message()}", err=True)
-        code = exc.exit_code
-    except click.Abort:
-        click.echo("error: interrupted", err=True)
-        code = 130
-    sys.exit(code or 0)
+    run_cli(cli, "python -m ticker")
