@@ -75,8 +75,9 @@ def draw(data: dict, out: Path) -> None:
     for axes in (left, right):
         axes.grid(alpha=0.3)
         axes.legend(fontsize=8)
+    runs = "one run" if data["runs"] == 1 else f"median of {data['runs']} runs"
     fig.suptitle(f"ticker vs ceiling: {data['universe']} symbols, {data['rate']:g} ticks/s, "
-                 f"median of {data['runs']}, {data['date']}", fontsize=10)
+                 f"{runs} per point, {data['date']}", fontsize=10)
     fig.tight_layout()
     fig.savefig(out)
     log(f"chart: {out}")
