@@ -136,7 +136,7 @@ class Tally:
         stream.recent.append(prices)
 
     def _record(self, run: Run) -> None:
-        """The reference's copy of every tick: seq, symbol, ts."""
+        """The reference's record: every tick's seq and symbol, the window's ticks per symbol."""
         self.ref_seqs.extend(run.seqs)
         since, until = self.window10
         by_symbol = self.ref_by_symbol
