@@ -274,10 +274,6 @@ class Fanout:
                     stream.cursor = head
                     stream.generation = generation
                     continue
-                parts = []
-                if stream.feed_up != feed_up:
-                    parts.append(status)
-                    stream.feed_up = feed_up
                 if log.covers(stream.generation, stream.cursor):
                     body, count = log.replay(stream.cursor, key)
                     if len(body) > self.catch_up_bytes:
@@ -294,8 +290,12 @@ class Fanout:
                     events += count
                     stream.cursor = max(stream.cursor, head)
                 stream.generation = generation
-                parts.append(body)
-                payload = b"".join(parts)
+                payload = body
+                if stream.feed_up != feed_up:
+                    # In the order things happened: ticks owed to a stream that was behind
+                    # came before the feed went down; a snapshot comes after it is back up.
+                    payload = status + body if feed_up else body + status
+                    stream.feed_up = feed_up
                 if not payload and stream.last_write <= heartbeat_due:
                     payload = sse.encode(comment="heartbeat", id=log.event_id(stream.cursor))
                 if payload:
