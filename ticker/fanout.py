@@ -31,6 +31,7 @@ import contextlib
 import logging
 import socket
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 
 import gevent
@@ -63,12 +64,14 @@ class Stream:
     """One open SSE response: its socket, subscription and cursor into the log."""
 
     __slots__ = (
-        "sock", "key", "chunked", "generation", "cursor", "feed_up",
+        "sock", "client", "key", "chunked", "generation", "cursor", "feed_up",
         "pending", "stalled_since", "last_write", "armed", "closed",
     )
 
-    def __init__(self, sock: socket.socket, key: frozenset[str] | None, chunked: bool) -> None:
+    def __init__(self, sock: socket.socket, client: str, key: frozenset[str] | None,
+                 chunked: bool) -> None:
         self.sock = sock
+        self.client = client
         self.key = key
         self.chunked = chunked
         self.generation = -1
@@ -89,6 +92,7 @@ class Fanout:
         log: EventLog,
         *,
         max_streams: int,
+        max_streams_per_client: int,
         heartbeat_s: float,
         retry_ms: int,
         flush_ms: float,
@@ -98,6 +102,7 @@ class Fanout:
     ) -> None:
         self.log = log
         self.max_streams = max_streams
+        self.max_streams_per_client = max_streams_per_client
         self.heartbeat_s = heartbeat_s
         self.retry_frame = sse.encode(retry=retry_ms)
         self.min_pause = flush_ms / 1000
@@ -106,6 +111,7 @@ class Fanout:
         self.clock = clock
         self.closing = False
         self.count = 0
+        self._per_client: Counter[str] = Counter()
         self._groups: dict[frozenset[str] | None, dict[Stream, None]] = {}
         self._generation = -1
         self._cursor = 0
@@ -114,8 +120,8 @@ class Fanout:
     # Opening and closing ----------------------------------------------------------
 
     def open(
-        self, sock: socket.socket, symbols: Iterable[str] | None, last_event_id: str | None,
-        *, chunked: bool, history: History | None = None,
+        self, sock: socket.socket, client: str, symbols: Iterable[str] | None,
+        last_event_id: str | None, *, chunked: bool, history: History | None = None,
     ) -> tuple[Stream, bytes]:
         """Register a stream and return it with the first bytes its response carries.
 
@@ -125,13 +131,16 @@ class Fanout:
         the log, when the feed source keeps more.
 
         Raises:
-            Refused: the worker holds as many streams as it may.
+            Refused: the worker, or this client address, holds as many streams as it may.
         """
         if self.count >= self.max_streams:
             metrics.STREAMS_REFUSED.inc()
             raise Refused("server holds as many streams as it is configured to")
+        if self._per_client[client] >= self.max_streams_per_client:
+            metrics.STREAMS_REFUSED.inc()
+            raise Refused("this client address holds as many streams as it may")
         log = self.log
-        stream = Stream(sock, None if symbols is None else frozenset(symbols), chunked)
+        stream = Stream(sock, client, None if symbols is None else frozenset(symbols), chunked)
         parts = [self.retry_frame]
         resumed = self._resume(last_event_id, stream.key, history)
         if resumed is not None:
@@ -149,6 +158,7 @@ class Fanout:
         stream.last_write = self.clock()
         self._groups.setdefault(stream.key, {})[stream] = None
         self.count += 1
+        self._per_client[client] += 1
         metrics.STREAMS_OPEN.inc()
         return stream, b"".join(parts)
 
@@ -201,6 +211,9 @@ class Fanout:
             if not members:
                 del self._groups[stream.key]
         self.count -= 1
+        self._per_client[stream.client] -= 1
+        if not self._per_client[stream.client]:
+            del self._per_client[stream.client]
         metrics.STREAMS_OPEN.dec()
         if reason != "ended":
             metrics.STREAMS_DROPPED.labels(reason).inc()

@@ -42,7 +42,9 @@ SNAPSHOTS_SENT = Counter(
 )
 RESUMES = Counter("ticker_resumes", "streams resumed exactly from a Last-Event-ID.")
 BYTES_SENT = Counter("ticker_bytes_sent", "bytes the sweeper wrote to stream sockets.")
-STREAMS_REFUSED = Counter("ticker_streams_refused", "streams refused with 503 (worker full).")
+STREAMS_REFUSED = Counter(
+    "ticker_streams_refused", "streams refused with 503 (worker or client address at its limit)."
+)
 STREAMS_DROPPED = Counter(
     "ticker_streams_dropped", "streams ended by the server, by reason.", ["reason"]
 )

@@ -28,6 +28,7 @@ class TickerService:
         self.fanout = Fanout(
             self.log,
             max_streams=config.max_streams,
+            max_streams_per_client=config.max_streams_per_client,
             heartbeat_s=config.heartbeat_s,
             retry_ms=config.retry_ms,
             flush_ms=config.flush_ms,

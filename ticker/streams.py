@@ -1,13 +1,11 @@
 """The SSE routes: validate, open a stream on the fan-out, hand gunicorn its first bytes.
 
-Besides the worker's own ceiling (``TICKER_MAX_STREAMS``, enforced by the fan-out), one
-client address may hold only so many of a worker's streams, so a single client cannot
-take them all; its count goes down when its stream's body ends, however it ends.
+The fan-out enforces both stream limits (per worker, and per client address so one
+client cannot take them all); a refusal is a 503 with ``Retry-After``.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterator
 
 from flask import Blueprint, Response, current_app, request
@@ -28,11 +26,6 @@ SSE_HEADERS = {
 }
 _CONTENT_TYPE = "text/event-stream"
 _RETRY_AFTER_S = 5
-
-
-@bp.record_once
-def _count_clients(state) -> None:
-    state.app.extensions["ticker.clients"] = Counter()
 
 
 @bp.get("/stream")
@@ -65,26 +58,19 @@ def _open(symbols_text: str | None) -> Response:
         raise ApiError(503, "streams are served by gunicorn's gevent worker only")
     last_event_id = request.headers.get("Last-Event-ID") or request.args.get("lastEventId")
     chunked = request.environ.get("SERVER_PROTOCOL") != "HTTP/1.0"
-    clients, client = current_app.extensions["ticker.clients"], request.remote_addr or ""
-    if clients[client] >= service.config.max_streams_per_client:
-        raise ApiError(503, "this client address holds as many streams as it may",
-                       retry_after=_RETRY_AFTER_S)
     try:
         stream, first = service.fanout.open(
-            sock, symbols, last_event_id, chunked=chunked, history=service.history
+            sock, request.remote_addr or "", symbols, last_event_id, chunked=chunked,
+            history=service.history,
         )
     except Refused as exc:
         raise ApiError(503, str(exc), retry_after=_RETRY_AFTER_S) from None
-    clients[client] += 1
     return Response(
-        _body(service.fanout, stream, first, clients, client),
-        headers=SSE_HEADERS, content_type=_CONTENT_TYPE,
+        _body(service.fanout, stream, first), headers=SSE_HEADERS, content_type=_CONTENT_TYPE
     )
 
 
-def _body(
-    fanout: Fanout, stream: Stream, first: bytes, clients: Counter[str], client: str,
-) -> Iterator[bytes]:
+def _body(fanout: Fanout, stream: Stream, first: bytes) -> Iterator[bytes]:
     """Yield the first bytes through gunicorn, then let the sweeper write until the end."""
     try:
         yield first
@@ -95,6 +81,3 @@ def _body(
         wait_read(stream.sock.fileno())
     finally:
         fanout.close(stream)
-        clients[client] -= 1
-        if not clients[client]:
-            del clients[client]
