@@ -1,34 +1,16 @@
-"""The JSON API and error answers, in-process with Flask's test client.
-
-The worker's market state is the real ``EventLog``, filled the way the feed reader
-fills it, so these tests need no running market.
-"""
+"""The JSON API and error answers, in-process with Flask's test client."""
 
 from __future__ import annotations
 
 import pytest
 
+from tests.market_state import UNIVERSE, filled_app
 from ticker import create_app
-
-UNIVERSE = [
-    {"symbol": "AAA", "name": "Aaa Corp", "sector": "Tech"},
-    {"symbol": "BRK.B", "name": "Brk Holdings", "sector": "Finance"},
-    {"symbol": "CCC", "name": "Ccc Ltd", "sector": "Energy"},
-]
-
-
-def quote(symbol, seq):
-    return {"symbol": symbol, "price": 12.5, "open": 12.0, "high": 13.0, "low": 11.0,
-            "change": 0.5, "change_pct": 4.17, "volume": 100, "size": 100, "ts": 1, "seq": seq}
 
 
 @pytest.fixture
 def app():
-    app = create_app({"feed": "unix:/nonexistent/feed.sock", "max_symbols": 3})
-    log = app.extensions["ticker"].log
-    log.reset("ep1", 3, UNIVERSE, [quote("AAA", 1), quote("BRK.B", 2), quote("CCC", 3)])
-    log.feed_up = True
-    return app
+    return filled_app(max_symbols=3)
 
 
 @pytest.fixture

@@ -16,10 +16,10 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
+from tests.market_state import UNIVERSE, filled_app
 from tests.servers import ROOT, run_gunicorn
 from tests.sse_client import SSEClient
-from tests.test_app import UNIVERSE, quote
-from ticker import auth, create_app
+from ticker import auth
 from ticker.config import Config, ConfigError
 
 SECRET = "a-secret-for-the-tests-0123456789"
@@ -157,11 +157,7 @@ def test_a_short_secret_is_a_configuration_error():
 
 @pytest.fixture
 def app():
-    app = create_app({"feed": "unix:/nonexistent/feed.sock", "auth_secret": SECRET})
-    log = app.extensions["ticker"].log
-    log.reset("ep1", 3, UNIVERSE, [quote("AAA", 1), quote("BRK.B", 2), quote("CCC", 3)])
-    log.feed_up = True
-    return app
+    return filled_app(auth_secret=SECRET)
 
 
 @pytest.fixture
@@ -290,9 +286,7 @@ def test_routing_errors_behind_auth_are_still_json(client):
 
 
 def test_without_a_secret_no_token_is_asked_for():
-    app = create_app({"feed": "unix:/nonexistent/feed.sock"})
-    app.extensions["ticker"].log.reset("ep1", 1, UNIVERSE, [quote("AAA", 1)])
-    client = app.test_client()
+    client = filled_app().test_client()
     assert client.get("/api/symbols").status_code == 200
     assert client.get("/api/symbols?token=garbage").status_code == 200
     assert client.head("/stream?symbols=AAA").status_code == 200

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from tests.market_state import filled_app
 from tests.servers import run_gunicorn
 from tests.sse_client import SSEClient
-from tests.test_app import UNIVERSE, quote
-from ticker import auth, create_app
+from ticker import auth
 from ticker.config import Config, ConfigError
 
 ALLOWED = "https://app.example.com"
@@ -17,11 +17,7 @@ SECRET = "a-secret-for-the-tests-0123456789"
 
 
 def make_client(**config):
-    app = create_app({"feed": "unix:/nonexistent/feed.sock", **config})
-    log = app.extensions["ticker"].log
-    log.reset("ep1", 3, UNIVERSE, [quote("AAA", 1), quote("BRK.B", 2), quote("CCC", 3)])
-    log.feed_up = True
-    return app.test_client()
+    return filled_app(**config).test_client()
 
 
 @pytest.fixture
