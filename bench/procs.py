@@ -22,7 +22,7 @@ from pathlib import Path
 
 __all__ = [
     "Server", "cpu_seconds", "exit_on_sigterm", "free_port", "market", "memory_kb",
-    "revision", "runqueue_seconds", "server",
+    "revision", "runqueue_seconds", "server", "stop",
 ]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,7 +77,7 @@ def memory_kb(pid: int, field: str) -> int:
     raise KeyError(field)
 
 
-def _stop(proc: subprocess.Popen, others: list[int], timeout: float = 10.0) -> None:
+def stop(proc: subprocess.Popen, others: list[int] = (), timeout: float = 10.0) -> None:
     """SIGTERM, then SIGKILL to it and ``others`` (its children) if it lingers."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -104,7 +104,7 @@ class Market:
         self.log = log
 
     def stop(self) -> None:
-        _stop(self.proc, [])
+        stop(self.proc)
 
 
 @contextlib.contextmanager
@@ -123,7 +123,7 @@ def market(tmp: Path, *, symbols: int, rate: float, seed: int, cpu: int | None) 
             time.sleep(0.05)
         yield Market(proc, f"unix:{path}", log)
     finally:
-        _stop(proc, [])
+        stop(proc)
 
 
 class Server:
@@ -187,4 +187,4 @@ def server(kind: str, tmp: Path, feed: str, *, streams: int, cpu: int | None) ->
         workers = running.workers
         yield running
     finally:
-        _stop(proc, workers)
+        stop(proc, workers)

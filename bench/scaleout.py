@@ -17,7 +17,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -26,7 +25,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-from bench.procs import ROOT, exit_on_sigterm, free_port
+from bench.procs import ROOT, exit_on_sigterm, free_port, stop
 
 __all__ = ["main"]
 
@@ -43,13 +42,7 @@ def process(command: list[str], log: Path, env: dict[str, str] | None = None) ->
     try:
         yield proc
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop(proc)
 
 
 def wait_for(check, what: str, timeout: float = 30.0) -> None:

@@ -6,7 +6,7 @@ them all for a warm-up and then a measured window. Latency is receive time minus
 tick's ``ts``; ``ts`` is whole milliseconds, so every figure carries up to 1 ms of that
 rounding. Everything started is stopped by PID; the script ends by itself.
 
-    .venv/bin/python bench/simulator_bench.py --rate 50000 --subscribers 4 --runs 3
+    .venv/bin/python -m bench.simulator_bench --rate 50000 --subscribers 4 --runs 3
 """
 
 from __future__ import annotations
@@ -16,16 +16,15 @@ import json
 import os
 import selectors
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from bench.procs import ROOT, cpu_seconds, pinned, stop
+
 TICK_PREFIX = b'{"type":"tick"'
 
 
@@ -49,10 +48,6 @@ def main() -> None:
           "(other processes on this machine compete for both CPUs)")
 
 
-def pinned(cpu: int, command: list[str]) -> list[str]:
-    return ["taskset", "-c", str(cpu), *command] if shutil.which("taskset") else command
-
-
 def one_run(args: argparse.Namespace) -> dict:
     """Start a market, measure it from the other CPU, stop it; the subscribers' figures."""
     with tempfile.TemporaryDirectory() as tmp, open(os.path.join(tmp, "log"), "w+b") as log:
@@ -70,7 +65,7 @@ def one_run(args: argparse.Namespace) -> dict:
                 time.sleep(0.05)
             cpu_before, started = cpu_seconds(market.pid), time.monotonic()
             reader = subprocess.run(
-                pinned(1, [sys.executable, __file__, "--subscribe", path,
+                pinned(1, [sys.executable, "-m", "bench.simulator_bench", "--subscribe", path,
                            "--subscribers", str(args.subscribers), "--warmup", str(args.warmup),
                            "--window", str(args.window)]),
                 capture_output=True, check=True, timeout=args.warmup + args.window + 30,
@@ -88,22 +83,6 @@ def one_run(args: argparse.Namespace) -> dict:
 def read_log(log) -> str:
     log.seek(0)
     return log.read().decode(errors="replace")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def subscribe(path: str, count: int, warmup: float, window: float) -> dict:
