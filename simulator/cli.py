@@ -98,7 +98,7 @@ def run(feed: Address, symbols: str, rate: float, seed: int | None) -> None:
     Example:
       python -m simulator run --symbols AAPL,MSFT,GOOG --rate 100 --seed 7
     """
-    from simulator import market, model, universe
+    from simulator import lifecycle, listener, model, universe
 
     try:
         spec = universe.parse_spec(symbols)
@@ -124,8 +124,8 @@ def run(feed: Address, symbols: str, rate: float, seed: int | None) -> None:
             _fail(f"cannot publish on {feed}: {exc}")
         return
     try:
-        market.serve(the_market, companies, feed, seed, secret_from_env())
-    except market.FeedError as exc:
+        lifecycle.serve(the_market, companies, feed, seed, secret_from_env())
+    except listener.FeedError as exc:
         _fail(str(exc))
 
 

@@ -26,8 +26,9 @@ import gevent.event
 import redis
 
 from simulator import wire
-from simulator.market import pump, stopped_by_signal, tick_line
+from simulator.lifecycle import stopped_by_signal
 from simulator.model import Market, MarketError
+from simulator.pump import pump, tick_line
 from simulator.universe import Company
 
 __all__ = ["HELLO", "QUOTES", "REQUESTS", "TICKS", "TICKS_KEPT", "request", "serve"]

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from simulator import wire
-from simulator.market import tick_line
+from simulator.pump import tick_line
 from tests.procs import ROOT, run_simulator
 
 SYMBOLS = 50  # the default universe, seed 1

@@ -1,12 +1,11 @@
-"""The feed server: the market model on a real clock, published to every subscriber.
+"""The feed server: the market's ticks published to every subscriber of a socket.
 
-Strategy: one pump greenlet wakes every two milliseconds or so, takes every tick that
-has come due from the model, encodes each tick once and hands the same bytes, joined into
-one batch, to every subscriber's outgoing queue. Each subscriber has a writer greenlet
-that drains its queue with one write per wake, and a reader greenlet that answers its
-requests by putting the reply in that same queue, so replies interleave with ticks in
-order. The pump never waits on anyone: a subscriber whose queue grows past
-``QUEUE_LIMIT`` bytes is dropped, and the market and the others go on.
+Strategy: the pump (``simulator.pump``) encodes each tick once and the feed hands the
+same bytes, joined into one batch, to every subscriber's outgoing queue. Each subscriber
+has a writer greenlet that drains its queue with one write per wake, and a reader
+greenlet that answers its requests by putting the reply in that same queue, so replies
+interleave with ticks in order. The market never waits on anyone: a subscriber whose
+queue grows past ``QUEUE_LIMIT`` bytes is dropped, and the market and the others go on.
 
 Everything runs in one OS thread; a greenlet only yields at a socket call or a sleep,
 so a tick's seq order, the snapshot a new subscriber gets and the first tick it is
@@ -16,87 +15,29 @@ sent can never disagree.
 from __future__ import annotations
 
 import contextlib
-import gc
 import hmac
 import itertools
 import logging
-import os
 import secrets
-import signal
-import socket as stdsocket
-import stat
 import time
-from collections.abc import Callable, Iterator
 
 import gevent
 import gevent.event
 from gevent import socket
 
 from simulator import wire
-from simulator.address import Address, TcpAddress, UnixAddress
 from simulator.model import Market, MarketError
+from simulator.pump import pump, tick_line
 from simulator.universe import Company
 
-__all__ = [
-    "QUEUE_LIMIT", "Feed", "FeedError", "listen", "pump", "serve", "stopped_by_signal", "tick_line",
-]
+__all__ = ["QUEUE_LIMIT", "Feed", "Subscriber"]
 
 QUEUE_LIMIT = 8 * 1024 * 1024  # bytes a subscriber may fall behind before it is dropped
-BATCH_INTERVAL = 0.002  # seconds between pump wakes; each wake costs a write a subscriber
-MAX_SLEEP = 0.1  # seconds between pump wakes at the least, so a stop is seen quickly
-YIELD = 1e-6  # a sleep just long enough to let the event loop go round once
-MAX_BATCH = 500  # ticks per pump wake at most, so catching up never starves the writers
-MAX_LAG = 1.0  # after a longer stall the market skips ahead instead of bursting
 AUTH_TIMEOUT = 5.0  # seconds a subscriber has to send the shared secret, when one is set
 FLUSH_TIMEOUT = 2.0  # seconds subscribers get to take what is queued when the market closes
 READ_SIZE = 64 * 1024
 
 log = logging.getLogger("simulator")
-
-
-def tick_line(quote: dict) -> bytes:
-    """``wire.encode(wire.tick(quote))``, byte for byte, at a third of the cost.
-
-    Ticks are the hot path: at 50,000 a second, the generic encoder alone would take
-    most of a CPU. A quote from the model is known and plain (``wire.QUOTE_FIELDS`` in
-    that order, a symbol matching ``wire.SYMBOL_RE``, finite numbers), and Python's
-    ``repr`` of a float or an int is exactly what ``json`` writes, so a format string
-    gives the same bytes.
-    """
-    return (
-        f'{{"type":"tick","symbol":"{quote["symbol"]}","price":{quote["price"]!r},'
-        f'"open":{quote["open"]!r},"high":{quote["high"]!r},"low":{quote["low"]!r},'
-        f'"change":{quote["change"]!r},"change_pct":{quote["change_pct"]!r},'
-        f'"volume":{quote["volume"]!r},"size":{quote["size"]!r},"ts":{quote["ts"]!r},'
-        f'"seq":{quote["seq"]!r}}}\n'
-    ).encode()
-
-
-class FeedError(Exception):
-    """The feed cannot start; the text is a one-line reason for the operator."""
-
-
-def pump(market: Market, stop: gevent.event.Event, publish: Callable[[list[dict]], None]) -> None:
-    """Run ``market`` on the real clock until ``stop``: every tick that comes due goes to
-    ``publish`` in batches (one per wake), each tick produced once."""
-    origin = time.monotonic()
-    while not stop.is_set():
-        now = time.monotonic() - origin
-        if now - market.due > MAX_LAG:
-            log.info("market stalled for %.1f s; skipping ahead", now - market.due)
-            origin += now - market.due
-            now = market.due
-        if market.due <= now:
-            ts = time.time_ns() // 1_000_000
-            quotes = []
-            while market.due <= now and len(quotes) < MAX_BATCH:
-                quotes.append(market.next_tick(ts))
-            publish(quotes)
-        # Ahead: sleep till the next tick is due, at least a batch interval. Behind: let the
-        # writers and readers run once and come back; sleep(0) would come back before the
-        # loop polls a single socket. (gevent.sleep costs half of stop.wait(timeout).)
-        wait = market.due - (time.monotonic() - origin)
-        gevent.sleep(min(max(wait, BATCH_INTERVAL), MAX_SLEEP) if wait > 0 else YIELD)
 
 
 class Subscriber:
@@ -305,126 +246,3 @@ def _echo_id(message: dict) -> object:
     """The id to put on an error for a request that failed to parse: its own, if plain."""
     value = message.get("id")
     return value if isinstance(value, str | int) and not isinstance(value, bool) else None
-
-
-# Listening ------------------------------------------------------------------------
-
-def listen(address: Address) -> socket.socket:
-    """A listening socket for ``address``.
-
-    A Unix socket is bound under a temporary name with mode 0600 and renamed into
-    place, so its path appears only once it accepts connections and is never open to
-    other users. A socket file left by a crashed market is replaced; a live one is not.
-
-    Raises:
-        FeedError: a market is already running there, or the address is unusable.
-    """
-    try:
-        if isinstance(address, TcpAddress):
-            listener = stdsocket.create_server((address.host, address.port), backlog=128)
-            return socket.socket(fileno=listener.detach())  # gevent's, so accept() yields
-        return _listen_unix(address)
-    except OSError as exc:
-        raise FeedError(f"cannot listen on {address}: {exc.strerror or exc}") from None
-
-
-def _listen_unix(address: UnixAddress) -> socket.socket:
-    path = address.path
-    _remove_if_stale(path)
-    temporary = f"{path}.{os.getpid()}"
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    umask = os.umask(0o177)  # the socket file is born 0600: no moment open to others
-    try:
-        sock.bind(temporary)
-    except OSError:
-        sock.close()
-        raise
-    finally:
-        os.umask(umask)
-    try:
-        sock.listen(128)
-        os.rename(temporary, path)
-    except OSError:
-        sock.close()
-        os.unlink(temporary)
-        raise
-    return sock
-
-
-def _remove_if_stale(path: str) -> None:
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        return
-    if not stat.S_ISSOCK(mode):
-        raise FeedError(f"cannot listen on unix:{path}: the file exists and is not a socket")
-    probe = stdsocket.socket(stdsocket.AF_UNIX, stdsocket.SOCK_STREAM)
-    probe.settimeout(1.0)
-    try:
-        probe.connect(path)
-    except (ConnectionRefusedError, FileNotFoundError):
-        log.info("removing stale socket unix:%s", path)
-        os.unlink(path)
-        return
-    except OSError:
-        pass  # a socket that does not answer in time is taken as live
-    finally:
-        probe.close()
-    raise FeedError(f"a market is already running at unix:{path}")
-
-
-def _file_id(address: Address) -> tuple[int, int] | None:
-    """What tells our socket file from one that replaced it: (device, inode)."""
-    if not isinstance(address, UnixAddress):
-        return None
-    try:
-        info = os.stat(address.path)
-    except OSError:
-        return None
-    return info.st_dev, info.st_ino
-
-
-# Running --------------------------------------------------------------------------
-
-@contextlib.contextmanager
-def stopped_by_signal(market: Market) -> Iterator[gevent.event.Event]:
-    """An event the first SIGINT or SIGTERM sets; says how the market closed, at the end."""
-    stop = gevent.event.Event()
-    received = []
-
-    def on_signal(signum: signal.Signals) -> None:
-        received.append(signum.name)
-        stop.set()
-
-    handlers = [gevent.signal_handler(s, on_signal, s) for s in (signal.SIGINT, signal.SIGTERM)]
-    try:
-        yield stop
-    finally:
-        for handler in handlers:
-            handler.cancel()
-    log.info("market closed on %s after %d ticks", received[0] if received else "request",
-             market.seq)
-
-
-def serve(market: Market, universe: list[Company], address: Address, seed: int,
-          secret: str | None = None) -> None:
-    """Publish ``market`` on ``address`` until SIGINT or SIGTERM.
-
-    Raises:
-        FeedError: the feed cannot start.
-    """
-    listener = listen(address)
-    file_id = _file_id(address)
-    feed = Feed(market, universe, listener, secret)
-    log.info("market open on %s: epoch %s, %d symbols, %g ticks/s, seed %d",
-             address, feed.epoch, len(universe), market.rate, seed)
-    # What startup made (modules, Faker's data) lives until exit; left to the collector,
-    # every full collection would scan it for ~15 ms, a stall in every subscriber's feed.
-    gc.freeze()
-    try:
-        with stopped_by_signal(market) as stop:
-            feed.run(stop)
-    finally:
-        if file_id and _file_id(address) == file_id:  # not if another market took the path
-            os.unlink(address.path)
-        listener.close()
