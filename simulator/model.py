@@ -89,6 +89,7 @@ class Market:
         self.rate = rate
         self.seq = 0
         self.time = 0.0
+        self._rng = rng
         self._random = rng.random
         self._gauss = rng.gauss
         self._mean_gap = 1.0 / rate
@@ -99,6 +100,47 @@ class Market:
         for stock in self._stocks:
             self._publish(stock, 0, ts, seq=0)
         self.due = -log(1.0 - rng.random()) * self._mean_gap
+
+    def state(self) -> dict:
+        """Everything the walk needs to go on from here, as plain JSON-able data."""
+        version, internal, gauss_next = self._rng.getstate()
+        return {
+            "seq": self.seq,
+            "time": self.time,
+            "due": self.due,
+            "rng": [version, list(internal), gauss_next],
+            "stocks": [
+                {"price": stock.price, "last_time": stock.last_time, "quote": stock.quote}
+                for stock in self._stocks
+            ],
+        }
+
+    @classmethod
+    def restore(cls, universe: Sequence[Company], state: dict, *, rate: float) -> Market:
+        """The market ``state()`` described, going on at ``rate``: the same next ticks.
+
+        Raises:
+            ValueError: ``state`` does not fit ``universe`` or is malformed.
+        """
+        stocks = state["stocks"]
+        if len(stocks) != len(universe):
+            raise ValueError(f"{len(stocks)} saved stocks for {len(universe)} companies")
+        version, internal, gauss_next = state["rng"]
+        rng = random.Random()
+        market = cls(universe, rng, rate=rate)
+        rng.setstate((version, tuple(internal), gauss_next))  # after __init__ drew from it
+        market.seq, market.time, market.due = int(state["seq"]), state["time"], state["due"]
+        for stock, saved in zip(market._stocks, stocks, strict=True):
+            quote = dict(saved["quote"])
+            if quote["symbol"] != stock.symbol:
+                raise ValueError(f"saved quote for {quote['symbol']!r}, not {stock.symbol!r}")
+            stock.price, stock.last_time = float(saved["price"]), float(saved["last_time"])
+            stock.open, stock.high, stock.low = quote["open"], quote["high"], quote["low"]
+            stock.volume = int(quote["volume"])
+            stock.quote = quote
+        if not (market.time <= market.due and market.seq >= 0):
+            raise ValueError("saved clock or seq out of order")
+        return market
 
     @property
     def quotes(self) -> list[dict]:

@@ -23,11 +23,13 @@ from typing import Any
 
 __all__ = [
     "MAX_LINE",
+    "MAX_REPLAY_ID",
     "QUOTE_FIELDS",
     "SYMBOL_RE",
     "Decoder",
     "AuthRequest",
     "InjectRequest",
+    "ReplayRequest",
     "SymbolsRequest",
     "WireError",
     "auth",
@@ -44,6 +46,7 @@ __all__ = [
 ]
 
 MAX_LINE = 64 * 1024
+MAX_REPLAY_ID = 256  # bytes of JSON: leaves every piece of a replay room for its ticks
 SYMBOL_RE = re.compile(r"^[A-Z][A-Z0-9.]{0,9}\Z")  # \Z: "$" would let "A\n" through
 QUOTE_FIELDS = (
     "symbol", "price", "open", "high", "low", "change", "change_pct", "volume", "size", "ts", "seq",
@@ -135,8 +138,11 @@ def encode(message: dict) -> bytes:
 
 # Market -> subscriber -------------------------------------------------------------
 
-def hello(epoch: str, seq: int, universe: list[dict], rate: float) -> dict:
-    return {"type": "hello", "epoch": epoch, "seq": seq, "rate": rate, "universe": universe}
+def hello(epoch: str, seq: int, universe: list[dict], rate: float,
+          oldest: int | None = None) -> dict:
+    """``oldest``: the smallest ``after`` a replay request may name now (``seq`` if none)."""
+    return {"type": "hello", "epoch": epoch, "seq": seq,
+            "oldest": seq if oldest is None else oldest, "rate": rate, "universe": universe}
 
 
 def snapshot(seq: int, quotes: list[dict]) -> dict:
@@ -180,6 +186,15 @@ class SymbolsRequest:
     id: Any = None
 
 
+@dataclass(frozen=True)
+class ReplayRequest:
+    """The ticks with ``after < seq <= until`` (``until`` None: up to the market's seq)."""
+
+    after: int
+    until: int | None = None
+    id: Any = None
+
+
 def _request_id(message: dict) -> Any:
     value = message.get("id")
     if value is None or isinstance(value, (str, int)) and not isinstance(value, bool):
@@ -208,7 +223,9 @@ class AuthRequest:
     id: Any = None
 
 
-def parse_request(message: dict) -> InjectRequest | SymbolsRequest | AuthRequest:
+def parse_request(
+    message: dict,
+) -> InjectRequest | SymbolsRequest | AuthRequest | ReplayRequest:
     """Validate a subscriber's request line.
 
     Raises:
@@ -228,6 +245,14 @@ def parse_request(message: dict) -> InjectRequest | SymbolsRequest | AuthRequest
         if not isinstance(secret, str):
             raise WireError("auth needs a secret")
         return AuthRequest(secret, request_id)
+    if op == "replay":
+        after = _int(message, "after")
+        until = None if message.get("until") is None else _int(message, "until")
+        if until is not None and until < after:
+            raise WireError("until must not be below after")
+        if len(json.dumps(request_id)) > MAX_REPLAY_ID:  # every piece of the answer carries it
+            raise WireError(f"a replay's id must be at most {MAX_REPLAY_ID} bytes of JSON")
+        return ReplayRequest(after, until, request_id)
     if op is None:
         raise WireError("request has no op")
     raise WireError(f"unknown op {str(op)[:40]!r}")

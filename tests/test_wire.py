@@ -10,7 +10,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from simulator import wire
-from simulator.wire import MAX_LINE, Decoder, InjectRequest, SymbolsRequest, WireError
+from simulator.wire import (
+    MAX_LINE,
+    AuthRequest,
+    Decoder,
+    InjectRequest,
+    ReplayRequest,
+    SymbolsRequest,
+    WireError,
+)
 
 STREAM = (
     b'{"op":"symbols"}\n'
@@ -152,7 +160,8 @@ def test_encode_refuses_non_finite_numbers(value):
 
 def test_messages_have_their_type_and_fields():
     assert wire.hello("e1", 3, [], 20.0) == {
-        "type": "hello", "epoch": "e1", "seq": 3, "rate": 20.0, "universe": []}
+        "type": "hello", "epoch": "e1", "seq": 3, "oldest": 3, "rate": 20.0, "universe": []}
+    assert wire.hello("e1", 9, [], 20.0, oldest=4)["oldest"] == 4
     assert wire.snapshot(3, []) == {"type": "snapshot", "seq": 3, "quotes": []}
     assert wire.tick({"symbol": "A"}) == {"type": "tick", "symbol": "A"}
     assert wire.reply(None, universe=[]) == {"type": "reply", "universe": []}
@@ -168,6 +177,12 @@ def test_messages_have_their_type_and_fields():
     ({"op": "inject", "symbol": "CARR", "price": 3, "id": 1}, InjectRequest("CARR", 3.0, 1)),
     ({"op": "inject", "symbol": "CARR", "price": 1e-9}, InjectRequest("CARR", 1e-9)),
     ({"op": "symbols", "id": 2.5}, SymbolsRequest(2.5)),
+    ({"op": "auth", "secret": "s"}, AuthRequest("s")),
+    ({"op": "replay", "after": 0}, ReplayRequest(0)),
+    ({"op": "replay", "after": 5, "id": "r"}, ReplayRequest(5, None, "r")),
+    ({"op": "replay", "after": 5, "until": 5}, ReplayRequest(5, 5)),
+    ({"op": "replay", "after": 5, "until": None}, ReplayRequest(5)),
+    ({"op": "replay", "after": 5, "until": 9, "id": 1}, ReplayRequest(5, 9, 1)),
 ])
 def test_good_requests(message, request_):
     assert wire.parse_request(message) == request_
@@ -189,6 +204,15 @@ def test_good_requests(message, request_):
     ({"op": "inject", "symbol": "CARR", "price": math.nan}, "finite positive"),
     ({"op": "symbols", "id": True}, "id must be"),
     ({"op": "symbols", "id": [1]}, "id must be"),
+    ({"op": "auth"}, "auth needs a secret"),
+    ({"op": "replay"}, "after must be a non-negative integer"),
+    ({"op": "replay", "after": -1}, "after must be a non-negative integer"),
+    ({"op": "replay", "after": 1.5}, "after must be a non-negative integer"),
+    ({"op": "replay", "after": "3"}, "after must be a non-negative integer"),
+    ({"op": "replay", "after": True}, "after must be a non-negative integer"),
+    ({"op": "replay", "after": 3, "until": -2}, "until must be a non-negative integer"),
+    ({"op": "replay", "after": 3, "until": 2}, "until must not be below after"),
+    ({"op": "replay", "after": 3, "id": "x" * 300}, "replay's id must be at most 256"),
 ])
 def test_bad_requests(message, reason):
     with pytest.raises(WireError, match=reason):
