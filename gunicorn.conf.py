@@ -9,19 +9,21 @@ import sys
 import tempfile
 
 
-def _env_int(name, default, least=1):
+def _env_int(name, default, least=1, why=""):
     # A bad value ends the master at once with one line, before any worker boots.
     text = os.environ.get(name, "").strip()
     if not text:
         return default
     if not text.isdigit() or int(text) < least:
-        sys.exit(f"error: {name} must be a whole number, at least {least}, not {text!r}")
+        sys.exit(f"error: {name} must be a whole number, at least {least}{why}, not {text!r}")
     return int(text)
 
 
 wsgi_app = "ticker:create_app()"
 bind = ["127.0.0.1:8000"]
-worker_class = "gevent"
+# gunicorn's gevent worker, made fair (no client holds the event loop), with JSON refusals
+# and quiet stops; it refuses HTTP/2, since streams write HTTP/1.1 chunks themselves.
+worker_class = "ticker.worker.StreamWorker"
 workers = int(os.environ.get("WEB_CONCURRENCY") or os.cpu_count() or 1)
 # Each stream holds one connection: 10,000 streams per worker, plus room for API calls.
 worker_connections = 12_000
@@ -29,12 +31,15 @@ worker_connections = 12_000
 graceful_timeout = 3
 timeout = 30
 keepalive = 5
-# A Last-Event-ID (header or lastEventId query parameter) may be up to 16 KiB. gunicorn
-# caps the request line at 8190 bytes unless this is 0 (no limit), so it is 0 by default.
-limit_request_line = _env_int("TICKER_LIMIT_REQUEST_LINE", 0, least=0)
+# Request line and each header field: 8 KiB by default, as nginx (a Last-Event-ID of 4 KiB
+# fits either way); past that the answer is 414 or 431. gunicorn caps the line at 8190
+# bytes; its 0 (no limit) would let one client's endless request line hold a worker.
+limit_request_line = _env_int(
+    "TICKER_LIMIT_REQUEST_LINE", 8190,
+    why=" (0, no limit, would let one endless request line hold a worker)")
 if limit_request_line > 8190:
-    sys.exit("error: TICKER_LIMIT_REQUEST_LINE must be at most 8190 (gunicorn's cap), or 0")
-limit_request_field_size = _env_int("TICKER_LIMIT_REQUEST_FIELD_SIZE", 32_768)
+    sys.exit("error: TICKER_LIMIT_REQUEST_LINE must be at most 8190 (gunicorn's cap)")
+limit_request_field_size = _env_int("TICKER_LIMIT_REQUEST_FIELD_SIZE", 8190)
 limit_request_fields = _env_int("TICKER_LIMIT_REQUEST_FIELDS", 100)
 # HTTPS straight from gunicorn; its --certfile and --keyfile flags do the same. The key
 # may also be in the certificate file.
