@@ -15,12 +15,12 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from simulator import address
+from ticker import auth
 
 __all__ = ["Config", "ConfigError"]
 
 # An origin as browsers send it: scheme, host, optional port; no path, not even "/".
 _ORIGIN = re.compile(r"https?://[^\s/?#*@]+\Z")
-_MIN_SECRET = 16
 
 
 class ConfigError(ValueError):
@@ -39,7 +39,9 @@ class Config:
     stall_s: float = 30.0  # TICKER_STALL_S: a stream that reads nothing this long is dropped
     catch_up_bytes: int = 1 << 20  # TICKER_CATCH_UP_BYTES: larger catch-ups become a snapshot
     max_streams_per_client: int = 100  # TICKER_MAX_STREAMS_PER_CLIENT: per address, per worker
-    auth_secret: str = dataclasses.field(default="", repr=False)  # TICKER_AUTH_SECRET: signs tokens
+    auth_secret: str = dataclasses.field(default="", repr=False)  # TICKER_AUTH_SECRET: HS256 key
+    auth_public_key: str = ""  # TICKER_AUTH_PUBLIC_KEY: a PEM public key's path (RS256/ES256)
+    auth_audience: str = ""  # TICKER_AUTH_AUDIENCE: the aud claim tokens must carry
     # TICKER_FEED_SECRET: the market's shared secret, sent first on a socket feed
     feed_secret: str = dataclasses.field(default="", repr=False)
     cors_origins: str = ""  # TICKER_CORS_ORIGINS: comma-separated origins that may read cross-site
@@ -75,8 +77,9 @@ class Config:
                 raise ConfigError(f"TICKER_{field.name.upper()} must be positive")
         if self.heartbeat_s > 15:
             raise ConfigError("TICKER_HEARTBEAT_S must be at most 15 (proxies cut idle streams)")
-        if self.auth_secret and len(self.auth_secret) < _MIN_SECRET:
-            raise ConfigError(f"TICKER_AUTH_SECRET must be at least {_MIN_SECRET} characters")
+        if self.auth_secret and len(self.auth_secret.encode()) < auth.MIN_SECRET_BYTES:
+            raise ConfigError(f"TICKER_AUTH_SECRET must be at least {auth.MIN_SECRET_BYTES} bytes "
+                              "(RFC 7518: as long as the HS256 hash)")
         for origin in self.origins:
             if not _ORIGIN.match(origin):
                 raise ConfigError(
