@@ -110,21 +110,30 @@ def _one_line(exc: BaseException) -> str:
 class _Turn:
     """How long the event loop has gone without polling, seen from client reads.
 
-    ``loop.now()`` changes once per loop iteration (after each poll), so it tells whether
-    the loop has polled since the last look; the monotonic clock says for how long not.
+    A check watcher counts the loop's iterations (it runs after every poll), so a look
+    at the count tells whether the loop has polled since the last look; the monotonic
+    clock says for how long not. (``loop.now()`` cannot tell: starting any timer, as
+    gunicorn's keep-alive timeout does per request, updates it.)
     """
 
-    __slots__ = ("_seen", "_since")
+    __slots__ = ("_iterations", "_seen", "_since", "_watcher")
 
     def __init__(self) -> None:
-        self._seen = None
+        self._iterations = 0
+        self._seen = -1
         self._since = 0.0
+        self._watcher = None
+
+    def _count(self) -> None:
+        self._iterations += 1
 
     def take(self) -> None:
         """Return at once, or after the loop's next poll if it has waited ``TURN_S``."""
-        now = gevent.get_hub().loop.now()
-        if now != self._seen:
-            self._seen, self._since = now, time.perf_counter()
+        if self._watcher is None:  # first use, in the worker: after the fork
+            self._watcher = gevent.get_hub().loop.check(ref=False)
+            self._watcher.start(self._count)
+        if self._iterations != self._seen:
+            self._seen, self._since = self._iterations, time.perf_counter()
         elif time.perf_counter() - self._since > TURN_S:
             # A positive sleep resumes only after the loop has polled; zero might not.
             gevent.sleep(0.0001)
