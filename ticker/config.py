@@ -8,6 +8,7 @@ master must not import the app before it forks.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -73,8 +74,8 @@ class Config:
             raise ConfigError(f"TICKER_FEED: {exc}") from None
         for field in fields(self):
             value = getattr(self, field.name)
-            if isinstance(value, (int, float)) and value <= 0:
-                raise ConfigError(f"TICKER_{field.name.upper()} must be positive")
+            if isinstance(value, (int, float)) and not (math.isfinite(value) and value > 0):
+                raise ConfigError(f"TICKER_{field.name.upper()} must be a finite positive number")
         if self.heartbeat_s > 15:
             raise ConfigError("TICKER_HEARTBEAT_S must be at most 15 (proxies cut idle streams)")
         if self.auth_secret and len(self.auth_secret.encode()) < auth.MIN_SECRET_BYTES:
