@@ -72,7 +72,17 @@ def post_worker_init(worker):
         logger.handlers = worker.log.error_log.handlers
         logger.setLevel(worker.log.error_log.level)
         logger.propagate = False
-    worker.wsgi.extensions["ticker"].start(stopping=lambda: not worker.alive)
+    from ticker.service import READY_WAIT_S
+
+    service = worker.wsgi.extensions["ticker"]
+    # A dead feed reader or sweeper ends the worker (gunicorn starts another); a worker
+    # asked to stop ends its streams at once.
+    service.start(stopping=lambda: not worker.alive,
+                  on_failure=lambda: setattr(worker, "alive", False))
+    # Take no connection before the log is exact (filled from the market's replay), so a
+    # respawned or reloaded worker resumes streams as exactly as an old one; the bound
+    # keeps a worker whose market is down answering /healthz (503) all the same.
+    service.feed.ready.wait(READY_WAIT_S)
 
 
 def ssl_context(conf, default_ssl_context_factory):

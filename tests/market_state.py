@@ -23,9 +23,11 @@ def quote(symbol: str, seq: int) -> dict:
 
 
 def filled_app(**config) -> Flask:
-    """``create_app(config)`` with the three-symbol market above at seq 3, feed up."""
+    """``create_app(config)`` with the three-symbol market above at seq 3, feed up, and
+    the worker ready (its log as exact as the market's replay could make it)."""
     app = create_app({"feed": "unix:/nonexistent/feed.sock", **config})
-    log = app.extensions["ticker"].log
-    log.reset("ep1", 3, UNIVERSE, [quote("AAA", 1), quote("BRK.B", 2), quote("CCC", 3)])
-    log.feed_up = True
+    service = app.extensions["ticker"]
+    service.log.reset("ep1", 3, UNIVERSE, [quote("AAA", 1), quote("BRK.B", 2), quote("CCC", 3)])
+    service.log.feed_up = True
+    service.feed.ready.set()
     return app

@@ -66,6 +66,13 @@ def test_healthz_follows_the_feed(app, client):
     assert down.status_code == 503 and down.json["feed"] == "down"
 
 
+def test_healthz_is_503_until_the_log_is_filled():
+    app = filled_app()
+    app.extensions["ticker"].feed.ready.clear()
+    response = app.test_client().get("/healthz")
+    assert response.status_code == 503 and response.json["ready"] is False
+
+
 def test_no_universe_yet_is_503_with_retry_after():
     client = create_app({"feed": "unix:/nonexistent/feed.sock"}).test_client()
     response = client.get("/api/symbols")

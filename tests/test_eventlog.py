@@ -91,7 +91,7 @@ def test_reset_starts_a_new_generation_that_covers_nothing_before_it():
     ("text", "expected"),
     [
         ("ep1-5", 5), ("ep1-0", 0), (" ep1-5 ", 5), ("ep1-110", 110),
-        ("ep1-111", None),  # further ahead than the log could ever catch up
+        ("ep1-111", None),  # further ahead than a few seconds of ticks: not waited for
         ("ep2-5", None), ("ep1-", None), ("ep1-x", None), ("ep1--5", None), ("5", None),
         ("", None), (None, None), ("ep1-\u0665", None), ("x" * 16384, None),
     ],
@@ -102,10 +102,58 @@ def test_parse_id(text, expected):
 
 def test_snapshot_has_latest_quotes_in_requested_order_and_the_head_id():
     log = filled(ticks=7)
-    [event] = events(log.snapshot(["CCC", "AAA"]))
+    [event] = events(log.snapshot(["CCC", "AAA"], "new"))
     assert (event.type, event.id) == ("snapshot", "ep1-7")
-    quotes = json.loads(event.data)["quotes"]
+    data = json.loads(event.data)
+    assert data["reason"] == "new" and "skipped" not in data
+    quotes = data["quotes"]
     assert [q["symbol"] for q in quotes] == ["CCC", "AAA"]
     assert quotes[1]["seq"] == 6 and quotes[0]["seq"] == 5
-    [event] = events(log.snapshot(None))
+    [event] = events(log.snapshot(None, "lagging", skipped=12))
     assert len(event.json()["quotes"]) == 3
+    assert (event.json()["reason"], event.json()["skipped"]) == ("lagging", 12)
+
+
+def test_a_snapshot_needs_a_known_reason():
+    with pytest.raises(ValueError):
+        filled().snapshot(None, "because")
+
+
+@pytest.mark.parametrize(("rate", "ahead"), [(0.0, 100), (20.0, 100), (50.0, 250), (1000.0, 5000)])
+def test_an_id_ahead_is_waited_for_only_within_a_few_seconds_of_ticks(rate, ahead):
+    log = EventLog(100_000)
+    log.reset("ep1", 10, UNIVERSE, [], rate)
+    assert log.ahead == ahead
+    assert log.parse_id(f"ep1-{10 + ahead}") == 10 + ahead
+    assert log.parse_id(f"ep1-{11 + ahead}") is None
+
+
+def test_backfill_puts_older_ticks_in_front_and_replays_them_exactly():
+    log = filled(capacity=100, ticks=5, start=50)  # entries 51..55, nothing before
+    assert log.oldest == 50
+    older = [quote(UNIVERSE[seq % 3]["symbol"], seq, price=seq) for seq in range(31, 51)]
+    assert log.backfill(older) == 20
+    assert log.oldest == 30 and log.covers(log.generation, 30)
+    body, count = log.replay(30, None)
+    assert [e.id for e in events(body)] == [f"ep1-{n}" for n in range(31, 56)] and count == 25
+    assert log.quotes["AAA"]["seq"] == 54, "the latest quotes are not touched"
+    assert events(log.replay(30, None)[0])[0].data == events(log.frames(older[:1], None)[0])[0].data
+
+
+def test_backfill_keeps_the_newest_that_fit_the_capacity():
+    log = filled(capacity=10, ticks=4, start=100)  # 101..104
+    older = [quote("AAA", seq) for seq in range(1, 101)]
+    assert log.backfill(older) == 6
+    assert log.oldest == 94
+    assert log.backfill([quote("AAA", 93)]) == 0, "full"
+
+
+@pytest.mark.parametrize(
+    "seqs", [[40, 41], [45, 47, 48, 49, 50], [49, 51]],
+    ids=["ends-early", "skips", "overlaps"],
+)
+def test_backfill_refuses_ticks_that_do_not_join_the_log(seqs):
+    log = filled(capacity=100, ticks=5, start=50)
+    with pytest.raises(GapError):
+        log.backfill([quote("AAA", seq) for seq in seqs])
+    assert log.oldest == 50

@@ -35,6 +35,7 @@ def create_app(config: Mapping[str, Any] | Config | None = None) -> Flask:
     cors.init_app(app)
     app.register_blueprint(streams.bp)
     app.register_blueprint(api.bp)
+    app.wsgi_app = streams.keep_server_response(app.wsgi_app)
 
     @app.get("/")
     def index():

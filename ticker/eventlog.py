@@ -8,7 +8,12 @@ since is read from here and written in one go. A cursor that has fallen off the 
 the log, or belongs to an older feed generation, gets a snapshot instead (conflation).
 
 Ids are ``EPOCH-SEQ``: both come from the feed source, so every worker and every
-instance names the same tick the same way, and a reconnect can resume anywhere.
+instance names the same tick the same way, and a reconnect can resume anywhere. Ticks
+from before the log's first entry (the market's replay, read when a worker boots) are
+``backfill``ed in front, so a new worker reaches back as far as an old one.
+
+A snapshot says why it is one (``SNAPSHOT_REASONS``): the client can tell a first connect
+from a market restart, an id older than any history, and a stream that fell behind.
 
 Pure: no I/O, no clock, no gevent. The fan-out and the feed reader drive it.
 """
@@ -20,7 +25,15 @@ from collections.abc import Iterable
 
 from ticker import sse
 
-__all__ = ["Batch", "EventLog", "GapError"]
+__all__ = ["AHEAD_S", "SNAPSHOT_REASONS", "Batch", "EventLog", "GapError"]
+
+# How far ahead of the head, in seconds of ticks at the market's rate, a Last-Event-ID may
+# be and still be waited for: another worker that is a little further along. Further is
+# treated as unknown, never waited for (at the market's pace that could be minutes).
+AHEAD_S = 5.0
+_AHEAD_MIN = 100  # ticks: a quiet market still allows a few
+
+SNAPSHOT_REASONS = ("new", "restart", "too-old", "lagging")
 
 
 class GapError(ValueError):
@@ -70,6 +83,7 @@ class EventLog:
             raise ValueError("capacity must be at least 1")
         self.capacity = capacity
         self.epoch: str | None = None
+        self.rate = 0.0
         self.feed_up = False
         self.generation = 0
         self.head = 0
@@ -80,9 +94,12 @@ class EventLog:
 
     # Writing ------------------------------------------------------------------------
 
-    def reset(self, epoch: str, seq: int, universe: list[dict], quotes: list[dict]) -> None:
-        """Start a new generation from a snapshot: history before ``seq`` is gone."""
+    def reset(self, epoch: str, seq: int, universe: list[dict], quotes: list[dict],
+              rate: float = 0.0) -> None:
+        """Start a new generation from a snapshot: history before ``seq`` is gone
+        (until ``backfill`` brings it back). ``rate``: the market's ticks per second."""
         self.epoch = epoch
+        self.rate = rate
         self.generation += 1
         self.head = seq
         self.universe = {company["symbol"]: company for company in universe}
@@ -104,13 +121,39 @@ class EventLog:
             raise GapError(f"tick seq {seq} does not follow {self.head}")
         if quote["symbol"] not in self.universe:
             raise GapError(f"tick for unlisted symbol {quote['symbol']}")
-        data = self._store(quote)
-        frame = sse.encode(data, event="price", id=self.event_id(seq))
+        frame = self._frame(self._store(quote), seq)
         self._entries.append((seq, quote["symbol"], frame))
         if len(self._entries) >= 2 * self.capacity:
             del self._entries[: len(self._entries) - self.capacity]
         self.head = seq
         return frame
+
+    def backfill(self, quotes: list[dict]) -> int:
+        """Put older ticks, in seq order and ending just before the oldest entry, in front.
+
+        Only the ticks that fit the capacity are kept (the newest of them); the latest
+        quotes are not touched, they are newer. Returns how many were added.
+
+        Raises:
+            GapError: the ticks do not end right before the log's oldest entry, or skip.
+        """
+        room = self.capacity - len(self._entries)
+        if room <= 0 or not quotes:
+            return 0
+        first = self._entries[0][0] if self._entries else self.head + 1
+        if quotes[-1]["seq"] != first - 1:
+            raise GapError(f"backfill ends at {quotes[-1]['seq']}, not {first - 1}")
+        kept = quotes[-room:]
+        older = []
+        for offset, quote in enumerate(kept):
+            if quote["seq"] != kept[0]["seq"] + offset or quote["symbol"] not in self.universe:
+                raise GapError(f"backfill breaks at seq {quote['seq']}")
+            older.append((quote["seq"], quote["symbol"], self._frame(_dumps(quote), quote["seq"])))
+        self._entries[:0] = older
+        return len(older)
+
+    def _frame(self, data: str, seq: int) -> bytes:
+        return sse.encode(data, event="price", id=self.event_id(seq))
 
     def _store(self, quote: dict) -> str:
         data = _dumps(quote)
@@ -139,8 +182,13 @@ class EventLog:
         value = int(seq)
         # A little ahead of our head is another worker (or instance) that is a few
         # ticks further along: the stream waits for us to catch up rather than
-        # losing its place. Far ahead is nonsense.
-        return value if value <= self.head + self.capacity else None
+        # losing its place. Further ahead is unknown: never waited for.
+        return value if value <= self.head + self.ahead else None
+
+    @property
+    def ahead(self) -> int:
+        """How many ticks past the head a Last-Event-ID may name and still be waited for."""
+        return max(_AHEAD_MIN, int(self.rate * AHEAD_S))
 
     def covers(self, generation: int, cursor: int) -> bool:
         """Whether everything after ``cursor`` can be replayed exactly from the log."""
@@ -168,16 +216,24 @@ class EventLog:
         ``append`` encodes them, so a replay from the source is byte-identical."""
         wanted = None if symbols is None else frozenset(symbols)
         frames = [
-            sse.encode(_dumps(quote), event="price", id=self.event_id(quote["seq"]))
+            self._frame(_dumps(quote), quote["seq"])
             for quote in quotes if wanted is None or quote["symbol"] in wanted
         ]
         return b"".join(frames), len(frames)
 
-    def snapshot(self, symbols: Iterable[str] | None) -> bytes:
-        """A ``snapshot`` frame of the latest quotes, with the id of the log's head."""
+    def snapshot(self, symbols: Iterable[str] | None, reason: str, skipped: int = 0) -> bytes:
+        """A ``snapshot`` frame of the latest quotes, with the id of the log's head.
+
+        ``reason`` is one of ``SNAPSHOT_REASONS``; ``skipped``, for a stream that fell
+        behind, how many of its ticks it did not get.
+        """
+        if reason not in SNAPSHOT_REASONS:
+            raise ValueError(f"unknown snapshot reason {reason!r}")
         chosen = self.universe if symbols is None else symbols
         quotes = ",".join(self._quote_json[s] for s in chosen if s in self._quote_json)
-        return sse.encode(f'{{"quotes":[{quotes}]}}', event="snapshot", id=self.event_id(self.head))
+        extra = f',"skipped":{skipped}' if skipped else ""
+        data = f'{{"reason":"{reason}"{extra},"quotes":[{quotes}]}}'
+        return sse.encode(data, event="snapshot", id=self.event_id(self.head))
 
     def quote_list(self, symbols: Iterable[str] | None) -> list[dict]:
         chosen = self.universe if symbols is None else symbols

@@ -1,4 +1,4 @@
-"""Fan-out: one greenlet sweeps every open stream and writes what each is owed.
+"""Fan-out: one greenlet sweeps the open streams and writes what each is owed.
 
 Strategy: writes are the cost (one ``send`` is ~10 us of kernel time, whatever its
 size), so a stream never gets a write per tick. The feed reader only appends to the
@@ -9,20 +9,22 @@ frames, and one chunk header, per sweep. Under light load a sweep follows each t
 within a couple of milliseconds; under heavy load sweeps run back to back, each one
 carrying more, so writes per stream stay bounded while events per write grow.
 
-After the response headers and the first frames have gone out through gunicorn (in
-the request's own greenlet), the stream's socket is written here directly, framed as
-HTTP/1.1 chunks when the response is chunked. The request greenlet just waits for its
-socket to turn readable: a stream's client sends nothing more, so that happens only when
-it leaves, and the stream is closed and everything it held freed at once (a failed
-write says the same, whichever comes first). A stream that cannot take a write keeps the
-unsent remainder, and nothing more, until it drains: it never holds a queue. When it
-drains it catches up from the log, or gets a snapshot if it has fallen behind the log
-(conflation). One that accepts nothing for ``stall_s`` is dropped.
+A stream's life belongs to its response body (``ticker/streams.py``): the body takes a
+place (``open``), sends its first bytes through gunicorn, hands the socket to the
+sweeper (``arm``, with the chunking gunicorn chose), then waits until the client leaves
+(its socket turns readable: the client sends nothing more, so that is end of file) or
+the server ends the stream (``end``), and gives the place back (``close``) in its
+``finally``. Nothing else registers or frees a stream, so a response that is never run
+holds nothing. A stream that cannot take a write keeps the unsent remainder, and nothing
+more, until it drains: it never holds a queue. When it drains it catches up from the
+log, or gets a snapshot if it has fallen behind the log (conflation). One that accepts
+nothing for ``stall_s`` is dropped.
 
-Ending a stream (client gone, stuck, or the worker shutting down) always ends the same
-way: the closing chunk if the framing is clean, then ``shutdown`` of the socket, so the
-browser sees the end at once and reconnects, possibly to another worker, and the
-request greenlet wakes and returns.
+The end of a response has one owner, gunicorn: a stream the server ends with its framing
+whole (worker shutdown) wakes its body, which returns, and gunicorn writes the closing
+chunk, so the browser sees a clean end and reconnects at once, possibly to another
+worker. A stream whose framing is broken (a write half done) or whose client is gone is
+cut instead: its socket is shut down, and gunicorn's closing write fails quietly.
 """
 
 from __future__ import annotations
@@ -32,28 +34,30 @@ import logging
 import socket
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
 
 import gevent
 from gevent.event import Event
+from gevent.select import select
+from gevent.socket import wait
 
 from ticker import metrics, sse
+from ticker.admission import Start, status_frame
 from ticker.eventlog import EventLog
 
-__all__ = ["Fanout", "History", "Refused", "Stream"]
+__all__ = ["Fanout", "Refused", "Stream"]
 
 logger = logging.getLogger(__name__)
 
-# Ticks after one seq up to another, from the feed source: (after, until) -> quotes or None.
-History = Callable[[int, int], "list[dict] | None"]
-
-_LAST_CHUNK = b"0\r\n\r\n"
 _SEND_BUFFER = 64 * 1024
 _SLICE = 16 * 1024
 
 
 class Refused(Exception):
     """No stream can be opened now; the text says why (the caller answers 503)."""
+
+
+class _Ended(Exception):
+    """Thrown into a stream's body to say the server ended it cleanly."""
 
 
 def _chunk(body: bytes) -> bytes:
@@ -65,15 +69,15 @@ class Stream:
 
     __slots__ = (
         "sock", "client", "key", "chunked", "generation", "cursor", "feed_up",
-        "pending", "stalled_since", "last_write", "armed", "closed",
+        "pending", "stalled_since", "last_write", "armed", "ended", "clean", "closed",
+        "watcher",
     )
 
-    def __init__(self, sock: socket.socket, client: str, key: frozenset[str] | None,
-                 chunked: bool) -> None:
+    def __init__(self, sock: socket.socket, client: str, key: frozenset[str] | None) -> None:
         self.sock = sock
         self.client = client
         self.key = key
-        self.chunked = chunked
+        self.chunked = False
         self.generation = -1
         self.cursor = 0
         self.feed_up = False
@@ -81,7 +85,14 @@ class Stream:
         self.stalled_since = 0.0
         self.last_write = 0.0
         self.armed = False
-        self.closed = False
+        self.ended = False  # the server ended it; its body returns
+        self.clean = False  # ...with its framing whole: gunicorn writes the end
+        self.closed = False  # its place is given back
+        self.watcher = None  # what its body waits on, while it waits
+
+    def begin(self, start: Start, feed_up: bool) -> None:
+        """Take over where the first bytes left the stream."""
+        self.generation, self.cursor, self.feed_up = start.generation, start.cursor, feed_up
 
 
 class Fanout:
@@ -112,23 +123,16 @@ class Fanout:
         self.closing = False
         self.count = 0
         self._per_client: Counter[str] = Counter()
+        self._streams: set[Stream] = set()
         self._groups: dict[frozenset[str] | None, dict[Stream, None]] = {}
         self._generation = -1
         self._cursor = 0
         self._wake = Event()
 
-    # Opening and closing ----------------------------------------------------------
+    # A stream's life ------------------------------------------------------------
 
-    def open(
-        self, sock: socket.socket, client: str, symbols: Iterable[str] | None,
-        last_event_id: str | None, *, chunked: bool, history: History | None = None,
-    ) -> tuple[Stream, bytes]:
-        """Register a stream and return it with the first bytes its response carries.
-
-        Those bytes (retry, then the exact replay after ``last_event_id`` or else a
-        snapshot, then the feed status) go out through the WSGI server; the sweeper takes
-        over once the caller ``arm``s the stream. ``history`` reaches further back than
-        the log, when the feed source keeps more.
+    def check(self, client: str) -> None:
+        """Whether ``client`` could open a stream now (a route's early answer).
 
         Raises:
             Refused: the worker, or this client address, holds as many streams as it may.
@@ -139,97 +143,111 @@ class Fanout:
         if self._per_client[client] >= self.max_streams_per_client:
             metrics.STREAMS_REFUSED.inc()
             raise Refused("this client address holds as many streams as it may")
-        log = self.log
-        stream = Stream(sock, client, None if symbols is None else frozenset(symbols), chunked)
-        parts = [self.retry_frame]
-        resumed = self._resume(last_event_id, stream.key, history)
-        if resumed is not None:
-            body, count, cursor = resumed
-            parts.append(body)
-            metrics.RESUMES.inc()
-            metrics.EVENTS_SENT.inc(count)
-            stream.generation, stream.cursor = log.generation, cursor
-        elif log.epoch is not None:
-            parts.append(log.snapshot(stream.key))
-            metrics.SNAPSHOTS_SENT.inc()
-            stream.generation, stream.cursor = log.generation, log.head
-        stream.feed_up = log.feed_up
-        parts.append(status_frame(log.feed_up))
-        stream.last_write = self.clock()
-        self._groups.setdefault(stream.key, {})[stream] = None
+
+    def open(self, sock: socket.socket, client: str, key: frozenset[str] | None) -> Stream:
+        """Take a place for a stream; its body must ``close`` it, whatever happens.
+
+        Raises:
+            Refused: as ``check``.
+        """
+        self.check(client)
+        stream = Stream(sock, client, key)
+        self._streams.add(stream)
         self.count += 1
         self._per_client[client] += 1
         metrics.STREAMS_OPEN.inc()
-        return stream, b"".join(parts)
+        if self.closing:
+            self.end(stream, "shutdown")
+        return stream
 
-    def _resume(
-        self, last_event_id: str | None, key: frozenset[str] | None, history: History | None,
-    ) -> tuple[bytes, int, int] | None:
-        """The exact replay after ``last_event_id``: frames, how many, and the new cursor."""
-        log = self.log
-        cursor = log.parse_id(last_event_id)
-        if cursor is None:
-            return None
-        if log.covers(log.generation, cursor):
-            body, count = log.replay(cursor, key)
-            return body, count, max(cursor, log.head)
-        if history is None:
-            return None
-        generation, head = log.generation, log.head
-        older = history(cursor, head)
-        if older is None or not log.covers(generation, head):
-            return None
-        body, count = log.frames(older, key)
-        rest, more = log.replay(head, key)
-        return body + rest, count + more, log.head
+    def arm(self, stream: Stream, chunked: bool) -> None:
+        """The first bytes are out: from now on the sweeper writes this stream, framed
+        as HTTP/1.1 chunks when gunicorn chunks the response."""
+        if stream.ended:
+            return
+        stream.chunked = chunked
+        # Timeout zero makes send() non-blocking for plain and TLS sockets alike: it
+        # takes what the kernel (or the TLS layer) accepts now and never waits.
+        stream.sock.settimeout(0.0)
+        # A small kernel buffer makes a reader that stopped visible within seconds
+        # (the socket fills), instead of hiding it behind megabytes of autotuning.
+        with contextlib.suppress(OSError):
+            stream.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SEND_BUFFER)
+        # Each sweep's write is complete in itself: Nagle's algorithm would hold it back
+        # until the client acknowledges the previous one (up to 40 ms of delayed ACK).
+        if stream.sock.family in (socket.AF_INET, socket.AF_INET6):
+            stream.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        stream.armed = True
+        stream.last_write = self.clock()
+        self._groups.setdefault(stream.key, {})[stream] = None
+        self._wake.set()
 
-    def arm(self, stream: Stream) -> None:
-        """The first bytes are out: from now on the sweeper writes this stream."""
-        if not stream.closed:
-            # Timeout zero makes send() non-blocking for plain and TLS sockets alike: it
-            # takes what the kernel (or the TLS layer) accepts now and never waits.
-            stream.sock.settimeout(0.0)
-            # A small kernel buffer makes a reader that stopped visible within seconds
-            # (the socket fills), instead of hiding it behind megabytes of autotuning.
+    def wait(self, stream: Stream) -> None:
+        """Block the stream's body until its client leaves or the server ends it."""
+        if stream.ended:
+            return
+        # Nothing more is read from a stream's socket, so it turns readable only when the
+        # client leaves (end of file) or the stream is cut here (shutdown).
+        watcher = gevent.get_hub().loop.io(stream.sock.fileno(), 1)
+        stream.watcher = watcher
+        try:
+            wait(watcher)
+        except _Ended:
+            pass
+        finally:
+            stream.watcher = None
+            watcher.close()
+
+    def end(self, stream: Stream, reason: str) -> None:
+        """The server ends a stream: its body wakes, returns and closes it.
+
+        Cleanly when nothing is half written and the socket takes more: gunicorn then
+        writes the response's end. Otherwise the socket is shut down.
+        """
+        if stream.ended:
+            return
+        stream.ended = True
+        self._unregister(stream)
+        metrics.STREAMS_DROPPED.labels(reason).inc()
+        if stream.pending is None and _writable(stream.sock):
+            stream.clean = True
+            # gunicorn writes the closing chunk, and perhaps reads a next request, with
+            # the blocking socket it handed over.
             with contextlib.suppress(OSError):
-                stream.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SEND_BUFFER)
-            # Each sweep's write is complete in itself: Nagle's algorithm would hold it back
-            # until the client acknowledges the previous one (up to 40 ms of delayed ACK).
-            if stream.sock.family in (socket.AF_INET, socket.AF_INET6):
-                stream.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            stream.armed = True
-            self._wake.set()
+                stream.sock.settimeout(None)
+            gevent.get_hub().cancel_wait(stream.watcher, _Ended)
+        else:
+            _cut(stream.sock)
 
-    def close(self, stream: Stream, reason: str = "ended") -> None:
-        """End a stream now and free everything it held; safe to call more than once."""
+    def close(self, stream: Stream) -> None:
+        """Give a stream's place back (its body's last word); safe to call more than once."""
         if stream.closed:
             return
         stream.closed = True
-        members = self._groups.get(stream.key)
-        if members is not None:
-            members.pop(stream, None)
-            if not members:
-                del self._groups[stream.key]
+        self._unregister(stream)
+        self._streams.discard(stream)
         self.count -= 1
         self._per_client[stream.client] -= 1
         if not self._per_client[stream.client]:
             del self._per_client[stream.client]
         metrics.STREAMS_OPEN.dec()
-        if reason != "ended":
-            metrics.STREAMS_DROPPED.labels(reason).inc()
-        if stream.armed and stream.chunked and stream.pending is None:
-            with contextlib.suppress(OSError):
-                stream.sock.send(_LAST_CHUNK)
         stream.pending = None
-        with contextlib.suppress(OSError):
-            stream.sock.shutdown(socket.SHUT_RDWR)
+        if not stream.clean:
+            # The client left, or the body was stopped: nothing more can be written.
+            _cut(stream.sock)
+
+    def _unregister(self, stream: Stream) -> None:
+        members = self._groups.get(stream.key)
+        if members and stream in members:
+            del members[stream]
+            if not members:
+                del self._groups[stream.key]
 
     def close_all(self) -> None:
         """Refuse new streams and end every open one (worker shutdown)."""
         self.closing = True
-        for members in list(self._groups.values()):
-            for stream in list(members):
-                self.close(stream, "shutdown")
+        for stream in list(self._streams):
+            self.end(stream, "shutdown")
 
     # Sweeping ---------------------------------------------------------------------
 
@@ -260,7 +278,7 @@ class Fanout:
         status = status_frame(feed_up)
         heartbeat_due = now - self.heartbeat_s
         heartbeat = sse.encode(comment="heartbeat", id=log.event_id(head))
-        snapshots: dict[frozenset[str] | None, bytes] = {}
+        snapshots: dict[tuple[frozenset[str] | None, str], bytes] = {}
         events = snapshot_count = sent = 0
 
         for key, members in list(self._groups.items()):
@@ -287,16 +305,19 @@ class Fanout:
                     stream.cursor = head
                     stream.generation = generation
                     continue
-                if log.covers(stream.generation, stream.cursor):
+                reason, count = _out_of_step(log, stream, generation), 0
+                if reason is None:
                     body, count = log.replay(stream.cursor, key)
                     if len(body) > self.catch_up_bytes:
-                        body, count = b"", -1
-                else:
-                    count = -1
-                if count < 0:
-                    if key not in snapshots:
-                        snapshots[key] = log.snapshot(key)
-                    body = snapshots[key]
+                        reason = "lagging"  # a snapshot is shorter than what it missed
+                if reason is not None:
+                    if count:  # says how many it skipped: its own snapshot
+                        body = log.snapshot(key, reason, count)
+                    else:
+                        if (key, reason) not in snapshots:
+                            snapshots[key, reason] = log.snapshot(key, reason)
+                        body = snapshots[key, reason]
+                    count = 0
                     snapshot_count += 1
                     stream.cursor = head
                 else:
@@ -350,13 +371,13 @@ class Fanout:
             stream.stalled_since = now
         elif now - stream.stalled_since >= self.stall_s:
             logger.info("dropping a stream that read nothing for %.0f s", self.stall_s)
-            self.close(stream, "stalled")
+            self.end(stream, "stalled")
         return False
 
     def _write(self, stream: Stream, data: memoryview) -> int:
         """Non-blocking sends, a TLS record's worth at a time, until the socket is full.
 
-        Bytes written, or -1 when the client is gone (the stream is then closed). TLS
+        Bytes written, or -1 when the client is gone (the stream is then ended). TLS
         takes a buffer whole or not at all and must be offered the same one again, so
         every send is a slice of the same size from the same place: a slow reader then
         shows its progress, and a retry is always the same call.
@@ -371,10 +392,29 @@ class Fanout:
         except BlockingIOError:
             pass
         except OSError:
-            self.close(stream, "gone")
+            self.end(stream, "gone")
             return -1
         return written
 
 
-def status_frame(feed_up: bool) -> bytes:
-    return sse.encode('{"feed":"up"}' if feed_up else '{"feed":"down"}', event="status")
+def _out_of_step(log: EventLog, stream: Stream, generation: int) -> str | None:
+    """Why a stream must get a snapshot rather than catch up from the log (None: it can)."""
+    if log.covers(stream.generation, stream.cursor):
+        return None
+    if stream.generation < 0:
+        return "new"  # opened before the feed was ever up
+    if stream.generation != generation:
+        return "restart"  # the feed started over: a new market, or a gap it could not fill
+    return "lagging"  # fell off the end of the log
+
+
+def _writable(sock: socket.socket) -> bool:
+    try:
+        return bool(select([], [sock], [], 0)[1])
+    except (OSError, ValueError):
+        return False
+
+
+def _cut(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)

@@ -3,20 +3,34 @@
 It connects to the market (``TICKER_FEED``), validates every message with the wire
 module, appends ticks to the log and wakes the fan-out; it never writes to a client and
 never waits for one. When the feed goes away it marks the log down (streams get a
-``status`` event), and reconnects with capped exponential backoff and jitter. On
-reconnect the market's hello and snapshot tell whether history continued: the same
-epoch at the same seq resumes seamlessly; anything else starts a new log generation,
-and every stream gets a snapshot.
+``status`` event), and reconnects with capped exponential backoff and jitter.
+
+On every connect the market's hello and snapshot say where history stands, and the reader
+makes the log exact before it calls the feed up:
+- the same epoch at the same seq: it carries on;
+- the same epoch further on (the market ran, or restarted from its saved state, while
+  this worker was away): it asks the market's replay for the ticks in between, holds the
+  live ticks until they are in, and carries on without a gap;
+- anything else (a new worker, a new market): a new log generation from the snapshot,
+  then the market's replay fills the log backwards (``backfill``), so a worker that has
+  just booted resumes a stream as far back as one that has run for hours.
+The worker is ``ready`` once the first of these is done. A resume from further back than
+the log reaches is read from the source too (``history``): the market's replay over its
+socket, or the stream kept in Redis.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
+import math
 import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import gevent
+from gevent.event import AsyncResult, Event
 
 from simulator import address, wire
 from ticker import metrics, sources
@@ -26,6 +40,36 @@ from ticker.sources import FeedLost
 __all__ = ["FeedReader"]
 
 logger = logging.getLogger(__name__)
+
+HISTORY_TIMEOUT = 5.0  # seconds a stream waits for the market's replay before a snapshot
+
+
+@dataclass
+class _Replay:
+    """A replay request in flight: the ticks ``after < seq <= until`` as they come."""
+
+    after: int
+    until: int
+    done: Callable[[list[dict] | None], None]
+    ticks: list[dict] = field(default_factory=list)
+    broken: bool = False
+
+    def result(self, count: object) -> list[dict] | None:
+        """The ticks, if they are all there, in order, as the reply counts them."""
+        expected = range(self.after + 1, self.after + 1 + len(self.ticks))
+        whole = (
+            not self.broken and count == len(self.ticks) == self.until - self.after
+            and all(tick["seq"] == seq for tick, seq in zip(self.ticks, expected, strict=True))
+        )
+        return self.ticks if whole else None
+
+
+@dataclass
+class _Hello:
+    epoch: str
+    universe: list[dict]
+    rate: float
+    oldest: int | None
 
 
 class FeedReader:
@@ -42,12 +86,17 @@ class FeedReader:
         backoff_max: float = 5.0,
     ) -> None:
         self.address = address.parse(feed)
-        self.secret = secret
         self.log = log
         self.on_change = on_change
         self.backoff_min = backoff_min
         self.backoff_max = backoff_max
-        self._hello: tuple[str, int, list[dict]] | None = None
+        self.ready = Event()
+        self._connection = sources.Connection(self.address, log, secret)
+        self._hello: _Hello | None = None
+        self._synced = False  # the snapshot of this connection is applied
+        self._held: list[dict] | None = None  # live ticks waiting for a gap to be filled
+        self._replays: dict[int, _Replay] = {}
+        self._ids = itertools.count(1)
         self._newest_ts = 0
 
     def run(self) -> None:
@@ -61,6 +110,8 @@ class FeedReader:
                     logger.warning("feed %s lost: %s", self.address, reason)
                 else:
                     logger.debug("feed %s unreachable: %s", self.address, reason)
+            finally:
+                self._abandon()
             if self.log.feed_up:
                 delay = self.backoff_min
                 self._mark_down()
@@ -69,8 +120,8 @@ class FeedReader:
 
     def _session(self) -> None:
         """One connection's life: apply each batch of messages, then wake the fan-out."""
-        self._hello = None
-        for batch in sources.messages(self.address, self.log, self.secret):
+        self._hello, self._synced = None, False
+        for batch in self._connection.batches():
             for item in batch:
                 if isinstance(item, wire.WireError):
                     logger.warning("feed sent a bad line: %s", item)
@@ -79,6 +130,18 @@ class FeedReader:
             if self._newest_ts:
                 metrics.FEED_LAG.set(max(0.0, time.time() - self._newest_ts / 1000))
             self.on_change()
+            # A large read (a replay) must not keep the sweeper from the streams.
+            gevent.sleep(0)
+
+    def _abandon(self) -> None:
+        """The connection is gone: requests in flight will never be answered (a gap or a
+        fill left undone is taken up again by the next connection)."""
+        replays, self._replays = self._replays, {}
+        self._hello, self._synced, self._held = None, False, None
+        for replay in replays.values():
+            replay.done(None)
+
+    # Messages -----------------------------------------------------------------------
 
     def apply(self, message: dict) -> None:
         """Apply one feed message to the log.
@@ -89,19 +152,26 @@ class FeedReader:
         kind = message.get("type")
         try:
             if kind == "tick":
-                self._tick(message)
+                self._tick(wire.parse_quote(message))
             elif kind == "hello":
-                self._hello = wire.parse_hello(message)
+                self._hello = _parse_hello(message)
             elif kind == "snapshot":
                 self._snapshot(message)
+            elif kind == "replay":
+                self._replay_piece(message)
+            elif kind in ("reply", "error") and message.get("id") in self._replays:
+                replay = self._replays.pop(message["id"])
+                replay.done(replay.result(message.get("count")) if kind == "reply" else None)
             elif kind == "error":
                 logger.warning("feed reported: %s", str(message.get("error"))[:200])
         except wire.WireError as exc:
             logger.warning("feed sent a bad %s message: %s", kind, exc)
 
-    def _tick(self, message: dict) -> None:
-        quote = wire.parse_quote(message)
-        if not self.log.feed_up:
+    def _tick(self, quote: dict) -> None:
+        if self._held is not None:
+            self._held.append(quote)
+            return
+        if not self._synced:
             raise FeedLost("tick before hello and snapshot")
         self._newest_ts = quote["ts"]
         try:
@@ -111,23 +181,78 @@ class FeedReader:
                 return
             raise FeedLost(str(exc)) from None
 
+    def _replay_piece(self, message: dict) -> None:
+        replay = self._replays.get(message.get("id"))
+        ticks = message.get("ticks")
+        if replay is None:
+            return
+        if not isinstance(ticks, list):
+            replay.broken = True
+            return
+        try:
+            replay.ticks.extend(wire.parse_quote(t) for t in ticks if isinstance(t, dict))
+        except wire.WireError:
+            replay.broken = True
+
     def _snapshot(self, message: dict) -> None:
-        if self._hello is None:
+        hello = self._hello
+        if hello is None:
             raise FeedLost("snapshot before hello")
-        epoch, _, universe = self._hello
         seq, quotes = wire.parse_snapshot(message)
+        self._synced = True
         log = self.log
-        continued = log.epoch == epoch and log.head == seq and set(log.universe) == {
-            company["symbol"] for company in universe
+        same = log.epoch == hello.epoch and set(log.universe) == {
+            company["symbol"] for company in hello.universe
         }
-        if not continued:
-            log.reset(epoch, seq, universe, quotes)
+        if same and log.head == seq:
+            self._up("continued without a gap", ready=True)
+        elif same and log.head < seq and hello.oldest is not None and hello.oldest <= log.head:
+            # The market went on without us: fetch what we missed before going on.
+            self._held = []
+            self._ask_replay(log.head, seq, lambda ticks: self._fill_gap(ticks, seq, quotes))
+        else:
+            log.reset(hello.epoch, seq, hello.universe, quotes, hello.rate)
+            reach = max(seq - log.capacity, hello.oldest if hello.oldest is not None else seq)
+            if reach < seq and self._connection.accepts_requests:
+                self._up("new log; filling it from the market's replay", ready=False)
+                self._ask_replay(reach, seq, self._backfill)
+            else:
+                self._up("new log", ready=True)
+
+    def _fill_gap(self, ticks: list[dict] | None, seq: int, quotes: list[dict]) -> None:
+        log, hello = self.log, self._hello
+        if hello is None:
+            return  # the connection is gone
+        held, self._held = self._held or [], None
+        if ticks is None:
+            logger.warning("feed %s: the ticks after %d could not be had; starting over at %d",
+                           self.address, log.head, seq)
+            log.reset(hello.epoch, seq, hello.universe, quotes, hello.rate)
+        for quote in ticks or []:
+            log.append(quote)
+        for quote in held:
+            self._tick(quote)
+        self._up(f"{len(ticks or [])} missed ticks filled from the market's replay", ready=True)
+
+    def _backfill(self, ticks: list[dict] | None) -> None:
+        if self._hello is None:
+            return  # the connection is gone
+        try:
+            added = self.log.backfill(ticks) if ticks else 0
+        except GapError as exc:
+            logger.warning("feed %s: replay does not fit the log: %s", self.address, exc)
+            added = 0
+        logger.info("feed %s: log filled with %d earlier ticks", self.address, added)
+        self.ready.set()
+
+    def _up(self, how: str, *, ready: bool) -> None:
+        log = self.log
         log.feed_up = True
         metrics.FEED_UP.set(1)
-        logger.info(
-            "feed %s up: epoch %s at seq %d, %d symbols%s", self.address, epoch, seq,
-            len(universe), "" if not continued else " (continued without a gap)",
-        )
+        if ready:
+            self.ready.set()
+        logger.info("feed %s up: epoch %s at seq %d, %d symbols (%s)", self.address, log.epoch,
+                    log.head, len(log.universe), how)
         self.on_change()
 
     def _mark_down(self) -> None:
@@ -135,3 +260,51 @@ class FeedReader:
             self.log.feed_up = False
             metrics.FEED_UP.set(0)
             self.on_change()
+
+    # Reaching back --------------------------------------------------------------------
+
+    def _ask_replay(self, after: int, until: int,
+                    done: Callable[[list[dict] | None], None]) -> None:
+        number = next(self._ids)
+        self._replays[number] = _Replay(after, until, done)
+        try:
+            self._connection.send({"op": "replay", "after": after, "until": until, "id": number})
+        except FeedLost:
+            self._replays.pop(number).done(None)
+
+    def history(self, after: int, until: int) -> list[dict] | None:
+        """The ticks ``after < seq <= until`` from the source, or None if it lacks any.
+
+        Waits (in the calling greenlet) for the market's replay, at most
+        ``HISTORY_TIMEOUT``; over Redis, reads the stream.
+        """
+        if until <= after:
+            return []
+        if isinstance(self.address, address.RedisAddress):
+            return _quotes(sources.history(self.address.url, after, until))
+        if not self._connection.accepts_requests:
+            return None
+        answer: AsyncResult = AsyncResult()
+        self._ask_replay(after, until, answer.set)
+        answer.wait(HISTORY_TIMEOUT)
+        return answer.value if answer.ready() else None
+
+
+def _parse_hello(message: dict) -> _Hello:
+    epoch, _, universe = wire.parse_hello(message)
+    rate, oldest = message.get("rate"), message.get("oldest")
+    if isinstance(rate, bool) or not isinstance(rate, int | float) or not math.isfinite(rate):
+        rate = 0.0
+    if isinstance(oldest, bool) or not isinstance(oldest, int) or oldest < 0:
+        oldest = None
+    return _Hello(epoch, universe, float(rate), oldest)
+
+
+def _quotes(ticks: list[dict] | None) -> list[dict] | None:
+    """Validated quotes of ticks read back from the source; None if any is unreadable."""
+    if ticks is None:
+        return None
+    try:
+        return [wire.parse_quote(tick) for tick in ticks]
+    except wire.WireError:
+        return None

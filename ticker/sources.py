@@ -2,7 +2,9 @@
 
 Each source yields batches of wire messages (the same hello, snapshot and tick objects,
 whatever the transport), so the feed reader applies them all one way. A source raises
-``FeedLost`` (or an ``OSError``) when its connection ends; the reader reconnects.
+``FeedLost`` (or an ``OSError``) when its connection ends; the reader reconnects. A
+market's socket also takes requests (``Connection.send``): the reader asks it for the
+ticks it lacks, and the answers come back among the ticks.
 
 Redis layout, written by the simulator (``simulator/redis_feed.py``):
 
@@ -22,11 +24,12 @@ from collections.abc import Iterator
 
 import redis
 from gevent import socket
+from gevent.lock import Semaphore
 
 from simulator import address, wire
 from ticker.eventlog import EventLog
 
-__all__ = ["HELLO", "QUOTES", "TICKS", "FeedLost", "history", "messages"]
+__all__ = ["HELLO", "QUOTES", "TICKS", "Connection", "FeedLost", "history"]
 
 HELLO, QUOTES, TICKS = "ticker:hello", "ticker:quotes", "ticker:ticks"
 _READ_SIZE = 256 * 1024
@@ -40,35 +43,64 @@ class FeedLost(ConnectionError):
 Batch = list[dict | wire.WireError]
 
 
-def messages(where: address.Address, log: EventLog, secret: str | None) -> Iterator[Batch]:
-    """The feed's messages, a batch at a time, for as long as the connection lasts.
+class Connection:
+    """One connection to a feed source: its messages, and a way to send it requests."""
 
-    ``secret``: the market's shared secret, sent first on a socket feed when set.
-    """
-    if isinstance(where, address.RedisAddress):
-        return _redis_messages(where.url, log)
-    return _socket_messages(where, secret)
+    def __init__(self, where: address.Address, log: EventLog, secret: str | None) -> None:
+        self.where = where
+        self._log = log
+        self._secret = secret
+        self._sock: socket.socket | None = None
+        self._sending = Semaphore()
 
+    def batches(self) -> Iterator[Batch]:
+        """The source's messages, a batch at a time, for as long as the connection lasts.
 
-def _socket_messages(
-    where: address.UnixAddress | address.TcpAddress, secret: str | None
-) -> Iterator[Batch]:
-    if isinstance(where, address.UnixAddress):
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        target: object = where.path
-    else:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        target = (where.host, where.port)
-    try:
-        sock.connect(target)
-        if secret:
-            sock.sendall(wire.encode(wire.auth(secret)))
-        decoder = wire.Decoder()
-        while data := sock.recv(_READ_SIZE):
-            yield decoder.feed(data)
-        raise FeedLost("feed closed the connection")
-    finally:
-        sock.close()
+        ``secret``: the market's shared secret, sent first on a socket feed when set.
+        """
+        if isinstance(self.where, address.RedisAddress):
+            return _redis_messages(self.where.url, self._log)
+        return self._socket_messages(self.where)
+
+    @property
+    def accepts_requests(self) -> bool:
+        """Whether ``send`` can reach the source now (a market socket, connected)."""
+        return self._sock is not None
+
+    def send(self, message: dict) -> None:
+        """Send one request line to the market; its answer comes among the messages.
+
+        Raises:
+            FeedLost: not connected to a market's socket.
+        """
+        sock = self._sock
+        if sock is None:
+            raise FeedLost("not connected to a market")
+        with self._sending:  # whole lines, even when several greenlets ask at once
+            try:
+                sock.sendall(wire.encode(message))
+            except OSError as exc:
+                raise FeedLost(f"cannot write to the market: {exc}") from None
+
+    def _socket_messages(self, where: address.UnixAddress | address.TcpAddress) -> Iterator[Batch]:
+        if isinstance(where, address.UnixAddress):
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            target: object = where.path
+        else:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            target = (where.host, where.port)
+        try:
+            sock.connect(target)
+            if self._secret:
+                sock.sendall(wire.encode(wire.auth(self._secret)))
+            self._sock = sock
+            decoder = wire.Decoder()
+            while data := sock.recv(_READ_SIZE):
+                yield decoder.feed(data)
+            raise FeedLost("feed closed the connection")
+        finally:
+            self._sock = None
+            sock.close()
 
 
 def _connect(url: str) -> redis.Redis:

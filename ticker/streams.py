@@ -1,4 +1,4 @@
-"""The SSE routes: validate, open a stream on the fan-out, hand gunicorn its first bytes.
+"""The SSE routes: validate, then run a stream's life in its response body.
 
 The fan-out enforces both stream limits (per worker, and per client address so one
 client cannot take them all); a refusal is a 503 with ``Retry-After``.
@@ -6,17 +6,20 @@ client cannot take them all); a refusal is a 503 with ``Retry-After``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from socket import socket
 
 from flask import Blueprint, Response, current_app, request
-from gevent.socket import wait_read
 
-from ticker import access
+from ticker import access, admission
 from ticker.errors import ApiError
-from ticker.fanout import Fanout, Refused, Stream
+from ticker.fanout import Refused
+from ticker.service import TickerService
 from ticker.validation import parse_symbols
 
-__all__ = ["SSE_HEADERS", "bp"]
+__all__ = ["SERVER_RESPONSE", "SSE_HEADERS", "bp", "keep_server_response"]
+
+SERVER_RESPONSE = "ticker.server_response"
 
 bp = Blueprint("streams", __name__)
 
@@ -54,30 +57,59 @@ def _open(symbols_text: str | None) -> Response:
         # at once makes it reconnect after `retry`, to a worker that is not stopping.
         return Response(service.fanout.retry_frame, headers=SSE_HEADERS, content_type=_CONTENT_TYPE)
     sock = request.environ.get("gunicorn.socket")
-    if sock is None:
+    server_response = request.environ.get(SERVER_RESPONSE)
+    if sock is None or server_response is None:
         raise ApiError(503, "streams are served by gunicorn's gevent worker only")
-    last_event_id = request.headers.get("Last-Event-ID") or request.args.get("lastEventId")
-    chunked = request.environ.get("SERVER_PROTOCOL") != "HTTP/1.0"
+    client = request.remote_addr or ""
     try:
-        stream, first = service.fanout.open(
-            sock, request.remote_addr or "", symbols, last_event_id, chunked=chunked,
-            history=service.history,
-        )
+        service.fanout.check(client)
     except Refused as exc:
         raise ApiError(503, str(exc), retry_after=_RETRY_AFTER_S) from None
-    return Response(
-        _body(service.fanout, stream, first), headers=SSE_HEADERS, content_type=_CONTENT_TYPE
-    )
+    last_event_id = request.headers.get("Last-Event-ID") or request.args.get("lastEventId")
+    key = None if symbols is None else frozenset(symbols)
+    body = _body(service, sock, server_response, client, key, last_event_id)
+    return Response(body, headers=SSE_HEADERS, content_type=_CONTENT_TYPE)
 
 
-def _body(fanout: Fanout, stream: Stream, first: bytes) -> Iterator[bytes]:
-    """Yield the first bytes through gunicorn, then let the sweeper write until the end."""
+def _body(
+    service: TickerService, sock: socket, server_response: object, client: str,
+    key: frozenset[str] | None, last_event_id: str | None,
+) -> Iterator[bytes]:
+    """The stream's whole life: it exists from the first step of this body to its end.
+
+    A response that gunicorn never runs (the client left before it started) holds
+    nothing, since a generator that never started has nothing to clean up.
+    """
+    fanout = service.fanout
+    if not service.wait_ready(last_event_id):
+        # A resume this worker cannot answer exactly yet: the client comes back after
+        # `retry`, here or elsewhere, instead of getting a snapshot it need not have.
+        yield fanout.retry_frame
+        return
     try:
-        yield first
-        fanout.arm(stream)
-        # Nothing more is read from a stream's socket, so it turns readable only when the
-        # client leaves (end of file) or the stream is ended here (shutdown): either way
-        # the stream is closed at once, not at its next write.
-        wait_read(stream.sock.fileno())
+        stream = fanout.open(sock, client, key)
+    except Refused:
+        yield fanout.retry_frame  # the places went while this worker got ready
+        return
+    try:
+        start = admission.start(
+            service.log, key, last_event_id, fanout.retry_frame, service.feed.history
+        )
+        stream.begin(start, service.log.feed_up)
+        yield start.body
+        # gunicorn has sent the headers, and chose the framing: the sweeper follows it.
+        fanout.arm(stream, chunked=bool(getattr(server_response, "chunked", False)))
+        fanout.wait(stream)
     finally:
         fanout.close(stream)
+
+
+def keep_server_response(wsgi_app: Callable) -> Callable:
+    """WSGI middleware: put the server's own response object (the ``start_response``
+    callable's owner, under gunicorn) in the environ, so a stream knows its framing."""
+
+    def app(environ: dict, start_response: Callable) -> Iterable[bytes]:
+        environ[SERVER_RESPONSE] = getattr(start_response, "__self__", None)
+        return wsgi_app(environ, start_response)
+
+    return app

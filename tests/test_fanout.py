@@ -1,0 +1,254 @@
+"""The fan-out on its own: real sockets (socketpairs), a fake clock, sweeps called by hand.
+
+Each test plays the stream's body the way ``ticker/streams.py`` does (open, first bytes,
+arm, wait, close) and reads what the client end of the socket received.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+
+import gevent
+import pytest
+from gevent import socket
+
+from tests.sse_client import Parser
+from ticker import admission
+from ticker.eventlog import EventLog
+from ticker.fanout import Fanout, Refused, Stream
+
+UNIVERSE = [{"symbol": s, "name": f"{s} Inc", "sector": "Tech"} for s in ("AAA", "BBB", "CCC")]
+HEARTBEAT_S = 10.0
+STALL_S = 30.0
+
+
+def quote(symbol: str, seq: int, pad: int = 0) -> dict:
+    return {"symbol": symbol, "price": 10.0 + seq / 100, "open": 10.0, "high": 20.0, "low": 5.0,
+            "change": 0.0, "change_pct": 0.0, "volume": seq * 100 + pad, "size": 100,
+            "ts": 1_000 + seq, "seq": seq}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def log():
+    log = EventLog(1_000)
+    log.reset("ep1", 0, UNIVERSE, [quote(s, 0) for s in ("AAA", "BBB", "CCC")], rate=50.0)
+    log.feed_up = True
+    return log
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def fanout(log, clock):
+    return Fanout(log, max_streams=3, max_streams_per_client=2, heartbeat_s=HEARTBEAT_S,
+                  retry_ms=2000, flush_ms=2, stall_s=STALL_S, catch_up_bytes=64 * 1024,
+                  clock=clock)
+
+
+_SOCKETS: list[socket.socket] = []
+
+
+@pytest.fixture(autouse=True)
+def close_sockets():
+    yield
+    while _SOCKETS:
+        _SOCKETS.pop().close()
+
+
+def socketpair() -> tuple[socket.socket, socket.socket]:
+    pair = socket.socketpair()
+    _SOCKETS.extend(pair)
+    return pair
+
+
+class Client:
+    """The client end of one stream, and the server end as its body holds it."""
+
+    def __init__(self, fanout: Fanout, key=None, last_event_id=None, client="10.0.0.1") -> None:
+        self.fanout = fanout
+        self.server, self.peer = socketpair()
+        self.parser = Parser()
+        self.events: list = []
+        self.stream: Stream = fanout.open(self.server, client, key)
+        start = admission.start(fanout.log, key, last_event_id, fanout.retry_frame)
+        self.stream.begin(start, fanout.log.feed_up)
+        self.server.sendall(start.body)  # what gunicorn writes first
+        fanout.arm(self.stream, chunked=False)
+        self.body = gevent.spawn(self._wait)
+        gevent.sleep(0)
+
+    def _wait(self) -> None:
+        try:
+            self.fanout.wait(self.stream)
+        finally:
+            self.fanout.close(self.stream)
+
+    def read(self) -> list:
+        """Everything that has arrived so far, parsed."""
+        self.peer.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            while data := self.peer.recv(1 << 20):
+                self.events.extend(self.parser.feed(data))
+        return self.events
+
+    def prices(self) -> list[int]:
+        return [e.json()["seq"] for e in self.read() if e.type == "price"]
+
+    def close(self) -> None:
+        self.peer.close()
+
+
+def tick(log: EventLog, count: int, symbols=("AAA", "BBB", "CCC"), pad: int = 0) -> None:
+    for _ in range(count):
+        seq = log.head + 1
+        log.append(quote(symbols[seq % len(symbols)], seq, pad))
+
+
+def test_a_sweep_writes_each_stream_what_it_is_owed(fanout, log, clock):
+    every, some = Client(fanout), Client(fanout, key=frozenset({"AAA"}))
+    first = every.read()
+    assert [e.type for e in first] == ["snapshot", "status"]
+    assert json.loads(first[0].data)["reason"] == "new"
+    tick(log, 9)
+    fanout.sweep(clock.now)
+    assert every.prices() == list(range(1, 10))
+    assert some.prices() == [3, 6, 9]
+
+
+def test_a_quiet_stream_gets_a_heartbeat_with_the_head_id(fanout, log, clock):
+    client = Client(fanout, key=frozenset({"AAA"}))
+    client.read()
+    tick(log, 2, symbols=("BBB",))
+    fanout.sweep(clock.now)
+    assert client.read()[2:] == [], "nothing owed yet and the stream spoke just now"
+    assert client.parser.last_event_id == "ep1-0"
+    clock.now += HEARTBEAT_S
+    fanout.sweep(clock.now)
+    assert client.read()[2:] == [], "a heartbeat dispatches no event..."
+    assert client.parser.last_event_id == "ep1-2", "...but moves the last event id on"
+
+
+def test_a_reader_that_falls_behind_keeps_only_a_remainder_and_catches_up(fanout, log, clock):
+    client = Client(fanout)
+    for _ in range(40):  # far more than the socket holds, while the client reads nothing
+        tick(log, 20, pad=10**12)
+        fanout.sweep(clock.now)
+    assert client.stream.pending is not None, "the socket filled up"
+    caught = []
+    for _ in range(200):
+        caught = client.prices()
+        fanout.sweep(clock.now)
+        if caught and caught[-1] == log.head and client.stream.pending is None:
+            break
+    assert caught == list(range(1, log.head + 1)), "every tick, in order, once"
+
+
+def test_a_reader_too_far_behind_gets_a_lagging_snapshot_that_counts_what_it_skipped(
+    fanout, log, clock,
+):
+    client = Client(fanout)
+    while client.stream.pending is None:
+        tick(log, 50, pad=10**12)
+        fanout.sweep(clock.now)
+    sent_up_to = client.stream.cursor
+    tick(log, 600, pad=10**12)  # ~150 KiB more, over the 64 KiB catch-up bound
+    fanout.sweep(clock.now)
+    client.read()  # the reader wakes up and takes what the socket held
+    fanout.sweep(clock.now)  # the remainder drains, then the catch-up is too big
+    events = client.read()
+    snapshot = json.loads([e for e in events if e.type == "snapshot"][-1].data)
+    assert snapshot["reason"] == "lagging"
+    assert snapshot["skipped"] == log.head - sent_up_to
+    assert client.prices() == list(range(1, sent_up_to + 1)), "no tick twice, none out of order"
+
+
+def test_a_reader_that_takes_nothing_is_dropped_after_stall_s(fanout, log, clock):
+    client = Client(fanout)
+    while client.stream.pending is None:
+        tick(log, 50, pad=10**12)
+        fanout.sweep(clock.now)
+    clock.now += STALL_S - 1
+    fanout.sweep(clock.now)
+    assert not client.stream.ended
+    clock.now += 1
+    fanout.sweep(clock.now)
+    assert client.stream.ended and not client.stream.clean
+    client.body.join(timeout=5)
+    assert client.body.dead and fanout.count == 0
+    with pytest.raises(OSError):
+        client.server.send(b"x")  # cut: gunicorn's closing write fails at once
+
+
+def test_a_client_that_leaves_is_freed_at_once(fanout, log, clock):
+    client = Client(fanout)
+    assert fanout.count == 1
+    client.close()
+    client.body.join(timeout=5)
+    assert client.body.dead and fanout.count == 0
+    tick(log, 3)
+    fanout.sweep(clock.now)  # nothing left to write to
+
+
+def test_shutdown_ends_each_stream_cleanly_for_gunicorn_to_finish(fanout, log, clock):
+    clients = [Client(fanout, client=f"10.0.0.{n}") for n in range(3)]
+    tick(log, 5)
+    fanout.sweep(clock.now)
+    fanout.close_all()
+    gevent.joinall([client.body for client in clients], timeout=5)
+    assert fanout.count == 0
+    for client in clients:
+        assert client.body.successful(), "the body returns normally"
+        assert client.stream.clean
+        # The socket is whole and blocking again: gunicorn writes the response's end.
+        assert client.server.gettimeout() is None
+        assert client.prices() == [1, 2, 3, 4, 5]
+        client.server.sendall(b"end")
+        client.peer.setblocking(True)
+        assert client.peer.recv(16) == b"end"
+
+
+def test_a_stream_opened_while_the_worker_stops_is_ended_at_once(fanout):
+    fanout.close_all()
+    client = Client(fanout)
+    client.body.join(timeout=5)
+    assert client.stream.ended and fanout.count == 0
+
+
+def test_limits_per_worker_and_per_client_and_places_given_back(fanout):
+    a, b = Client(fanout, client="1.1.1.1"), Client(fanout, client="1.1.1.1")
+    with pytest.raises(Refused, match="client address"):
+        fanout.check("1.1.1.1")
+    c = Client(fanout, client="2.2.2.2")
+    with pytest.raises(Refused, match="server holds"):
+        fanout.open(socketpair()[0], "3.3.3.3", None)
+    a.close()
+    a.body.join(timeout=5)
+    fanout.check("1.1.1.1")
+    assert fanout.count == 2
+    for client in (b, c):
+        client.close()
+        client.body.join(timeout=5)
+    assert fanout.count == 0
+
+
+def test_a_stream_whose_feed_started_over_gets_a_restart_snapshot(fanout, log, clock):
+    client = Client(fanout)
+    tick(log, 3)
+    fanout.sweep(clock.now)
+    log.reset("ep2", 0, UNIVERSE, [quote(s, 0) for s in ("AAA", "BBB", "CCC")])
+    fanout.sweep(clock.now)
+    snapshots = [e for e in client.read() if e.type == "snapshot"]
+    assert [json.loads(s.data)["reason"] for s in snapshots] == ["new", "restart"]
+    assert snapshots[-1].id == "ep2-0"
