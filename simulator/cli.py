@@ -15,9 +15,10 @@ import secrets
 import socket
 import sys
 import time
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
+from click.core import ParameterSource
 
 from simulator import wire
 from simulator.address import (
@@ -30,9 +31,14 @@ from simulator.address import (
 )
 from simulator.address import parse as parse_address
 
+if TYPE_CHECKING:
+    from simulator.exchange import Exchange
+
 __all__ = ["cli", "main", "run_cli"]
 
 MAX_RATE = 1_000_000.0
+MAX_REPLAY_TICKS = 10_000_000
+MAX_REPLAY_SECONDS = 7 * 24 * 3600.0
 REPLY_TIMEOUT = 5.0  # seconds a client waits for the market's answer
 
 
@@ -88,45 +94,111 @@ def cli() -> None:
               help="Ticks per second across the whole market, on average.")
 @click.option("--seed", type=int, default=None,
               help="Replay a market: same seed, same companies and same ticks. [default: random]")
-def run(feed: Address, symbols: str, rate: float, seed: int | None) -> None:
+@click.option("--state", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+              help="Go on with the market saved in FILE, if any; save it there on stop.")
+@click.option("--replay-ticks", type=int, default=50_000, show_default=True, metavar="N",
+              help="Recent ticks kept for replay requests, at most.")
+@click.option("--replay-seconds", type=float, default=1800.0, show_default=True, metavar="S",
+              help="Age past which a tick is no longer kept for replay requests.")
+def run(feed: Address, symbols: str, rate: float, seed: int | None, state: str | None,
+        replay_ticks: int, replay_seconds: float) -> None:
     """Start the market and publish its ticks until SIGINT or SIGTERM.
 
     Subscribers connect to ADDR and get newline-delimited JSON: a hello, a snapshot of
     the latest quotes, then every tick (docs/feed-protocol.md). Logs go to stderr.
+    With --state, a market saved in FILE goes on with the same epoch, seq, companies,
+    prices and replay (FILE wins over --symbols and --seed; --rate, if given, applies).
 
     \b
     Example:
       python -m simulator run --symbols AAPL,MSFT,GOOG --rate 100 --seed 7
+      python -m simulator run --state market.json
     """
-    from simulator import lifecycle, listener, model, universe
+    if isinstance(feed, RedisAddress):
+        from gevent import monkey
 
+        monkey.patch_all()  # before redis is imported: its I/O must yield to the pump
+    from simulator import lifecycle, listener, universe
+    from simulator import state as saved_state
+
+    given = click.get_current_context().get_parameter_source
     try:
         spec = universe.parse_spec(symbols)
     except universe.UniverseError as exc:
         _fail(str(exc))
     if not (0 < rate <= MAX_RATE and math.isfinite(rate)):
         _fail(f"--rate must be above 0 and at most {MAX_RATE:.0f}, not {rate:g}")
-    if seed is None:
-        seed = secrets.randbelow(1_000_000)
-    companies = universe.create(spec, seed)
-    the_market = model.Market(companies, random.Random(seed), rate=rate,
-                              ts=time.time_ns() // 1_000_000)
+    if not 0 <= replay_ticks <= MAX_REPLAY_TICKS:
+        _fail(f"--replay-ticks must be between 0 and {MAX_REPLAY_TICKS}, not {replay_ticks}")
+    if not (0 < replay_seconds <= MAX_REPLAY_SECONDS and math.isfinite(replay_seconds)):
+        _fail(f"--replay-seconds must be above 0 and at most {MAX_REPLAY_SECONDS:.0f}, "
+              f"not {replay_seconds:g}")
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s simulator: %(message)s")
+    bounds = {"max_ticks": replay_ticks, "max_age_ms": round(replay_seconds * 1000)}
+    restored = None
+    if state is not None:
+        try:
+            restored = saved_state.load(
+                state, rate=rate if given("rate") is ParameterSource.COMMANDLINE else None,
+                **bounds,
+            )
+        except saved_state.StateError as exc:
+            _fail(str(exc))
+    if restored is None:
+        seed = secrets.randbelow(1_000_000) if seed is None else seed
+        exchange = _fresh_exchange(spec, seed, rate, bounds)
+    else:
+        exchange, saved_seed = restored
+        _say_if_overruled(state, exchange, saved_seed, spec if given("symbols") is
+                          ParameterSource.COMMANDLINE else None, seed)
+        seed = saved_seed
     if isinstance(feed, RedisAddress):
         import redis
 
         from simulator import redis_feed
 
         try:
-            redis_feed.serve(the_market, companies, feed.url, seed)
+            redis_feed.serve(exchange, feed.url, seed)
         except redis.RedisError as exc:
             _fail(f"cannot publish on {feed}: {exc}")
-        return
-    try:
-        lifecycle.serve(the_market, companies, feed, seed, secret_from_env())
-    except listener.FeedError as exc:
-        _fail(str(exc))
+    else:
+        try:
+            lifecycle.serve(exchange, feed, seed, secret_from_env())
+        except listener.FeedError as exc:
+            _fail(str(exc))
+    if state is not None:
+        try:
+            saved_state.save(state, exchange, seed)
+        except saved_state.StateError as exc:
+            _fail(str(exc))
+
+
+def _fresh_exchange(spec: int | tuple[str, ...], seed: int, rate: float,
+                    bounds: dict) -> Exchange:
+    from simulator import model, universe
+    from simulator.exchange import Exchange
+    from simulator.replay import Replay
+
+    companies = universe.create(spec, seed)
+    market = model.Market(companies, random.Random(seed), rate=rate,
+                          ts=time.time_ns() // 1_000_000)
+    return Exchange(market, companies, Replay(**bounds, seq=market.seq))
+
+
+def _say_if_overruled(path: str, exchange: Exchange, saved_seed: int,
+                      spec: int | tuple[str, ...] | None, seed: int | None) -> None:
+    """One log line when --symbols or --seed say otherwise than the saved market."""
+    symbols = [company.symbol for company in exchange.universe]
+    overruled = []
+    if spec is not None and spec != (len(symbols) if isinstance(spec, int) else tuple(symbols)):
+        overruled.append("--symbols")
+    if seed is not None and seed != saved_seed:
+        overruled.append("--seed")
+    if overruled:
+        logging.getLogger("simulator").info(
+            "%s differ from the market saved in %s: the saved market wins (%d symbols, seed %d)",
+            " and ".join(overruled), path, len(symbols), saved_seed)
 
 
 @cli.command(context_settings={"ignore_unknown_options": True})

@@ -13,10 +13,10 @@ import gevent
 import gevent.event
 
 from simulator.address import Address
+from simulator.exchange import Exchange
 from simulator.listener import file_id, listen
 from simulator.model import Market
 from simulator.subscribers import Feed
-from simulator.universe import Company
 
 __all__ = ["serve", "stopped_by_signal"]
 
@@ -43,18 +43,18 @@ def stopped_by_signal(market: Market) -> Iterator[gevent.event.Event]:
              market.seq)
 
 
-def serve(market: Market, universe: list[Company], address: Address, seed: int,
-          secret: str | None = None) -> None:
-    """Publish ``market`` on ``address`` until SIGINT or SIGTERM.
+def serve(exchange: Exchange, address: Address, seed: int, secret: str | None = None) -> None:
+    """Publish ``exchange`` on ``address`` until SIGINT or SIGTERM.
 
     Raises:
         FeedError: the feed cannot start.
     """
     listener = listen(address)
     ours = file_id(address)
-    feed = Feed(market, universe, listener, secret)
+    feed = Feed(exchange, listener, secret)
+    market = exchange.market
     log.info("market open on %s: epoch %s, %d symbols, %g ticks/s, seed %d",
-             address, feed.epoch, len(universe), market.rate, seed)
+             address, exchange.epoch, len(exchange.universe), market.rate, seed)
     # What startup made (modules, Faker's data) lives until exit; left to the collector,
     # every full collection would scan it for ~15 ms, a stall in every subscriber's feed.
     gc.freeze()

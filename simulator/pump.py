@@ -48,8 +48,9 @@ def tick_line(quote: dict) -> bytes:
 
 def pump(market: Market, stop: gevent.event.Event, publish: Callable[[list[dict]], None]) -> None:
     """Run ``market`` on the real clock until ``stop``: every tick that comes due goes to
-    ``publish`` in batches (one per wake), each tick produced once."""
-    origin = time.monotonic()
+    ``publish`` in batches (one per wake), each tick produced once. A restored market goes
+    on from its own clock, not from its opening."""
+    origin = time.monotonic() - market.time
     while not stop.is_set():
         now = time.monotonic() - origin
         if now - market.due > MAX_LAG:

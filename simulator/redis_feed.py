@@ -5,20 +5,22 @@ them): ``ticker:hello`` holds the hello, ``ticker:quotes`` the latest tick line 
 symbol, and ``ticker:ticks`` a stream of tick lines with entry id ``SEQ-0``, trimmed to
 about ``TICKS_KEPT`` entries. Each batch of ticks and the quotes it changes go in one
 transaction, so a reader that takes the quotes and the stream's last id together always
-gets a consistent snapshot. Requests (inject, symbols) come through the list
-``ticker:requests``; each names a list of its own to receive its one reply.
+gets a consistent snapshot. Requests (inject, symbols, replay) come through the list
+``ticker:requests``; each names a list of its own to receive its answer lines.
 
-If Redis goes away the market keeps moving; when Redis is back (perhaps empty, after a
-restart) the hello and quotes are written again and the stream goes on from the current
-seq. Readers see the gap and resynchronise with a snapshot.
+Redis never holds up the market: the process is monkey-patched (``cli.run`` does it
+first), so every Redis call yields to the pump instead of blocking it, and the pump only
+hands its batches over to a publisher greenlet. If Redis is slow or away the batches
+wait, up to ``MAX_PENDING`` ticks; past that, or on an error, they are given up and,
+when Redis answers again (perhaps empty, after a restart), the hello and quotes are
+written again and the stream goes on from the current seq. Readers see the gap and
+resynchronise with a snapshot.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import secrets
-import time
 import uuid
 
 import gevent
@@ -26,17 +28,20 @@ import gevent.event
 import redis
 
 from simulator import wire
+from simulator.dispatch import Dispatcher
+from simulator.exchange import Exchange
 from simulator.lifecycle import stopped_by_signal
-from simulator.model import Market, MarketError
-from simulator.pump import pump, tick_line
-from simulator.universe import Company
+from simulator.pump import MAX_SLEEP, pump, tick_line
 
 __all__ = ["HELLO", "QUOTES", "REQUESTS", "TICKS", "TICKS_KEPT", "request", "serve"]
 
 HELLO, QUOTES, TICKS, REQUESTS = "ticker:hello", "ticker:quotes", "ticker:ticks", "ticker:requests"
 TICKS_KEPT = 20_000  # like a ticker worker's log: what a resume can reach back to
+MAX_PENDING = 50_000  # ticks waiting for Redis at most; past that, readers resynchronise
 REPLY_TTL_S = 30
+REPLY_CHUNK = 1024 * 1024  # bytes of answer lines pushed per round trip
 RETRY_S = 0.5
+FLUSH_TIMEOUT = 2.0  # seconds the publisher gets to write what is pending when the market closes
 
 log = logging.getLogger("simulator")
 
@@ -44,14 +49,15 @@ log = logging.getLogger("simulator")
 class RedisFeed:
     """Writes the market's ticks and answers its requests through one Redis server."""
 
-    def __init__(self, market: Market, universe: list[Company], url: str) -> None:
-        self.market = market
+    def __init__(self, exchange: Exchange, url: str) -> None:
+        self.exchange = exchange
         self.url = url
-        self.epoch = secrets.token_hex(6)
-        self._listing = [company.listing() for company in universe]
         self._client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
+        self._dispatcher = Dispatcher(exchange, self.publish)
         self._ready = False
-        self._next_try = 0.0
+        self._pending: list[tuple[list[dict], list[bytes]]] = []
+        self._pending_ticks = 0
+        self._wake = gevent.event.Event()
 
     def start(self) -> None:
         """Replace whatever an earlier market left: a new epoch starts a new stream."""
@@ -62,97 +68,133 @@ class RedisFeed:
         self._ready = True
 
     def _announce(self, pipe: redis.client.Pipeline) -> None:
-        market = self.market
-        pipe.set(HELLO, wire.encode(wire.hello(self.epoch, market.seq, self._listing, market.rate)))
-        pipe.hset(QUOTES, mapping={q["symbol"]: tick_line(q).rstrip() for q in market.quotes})
+        """The hello and every quote as of now, which cover whatever was pending."""
+        self._pending, self._pending_ticks = [], 0
+        pipe.set(HELLO, wire.encode(self.exchange.hello()))
+        quotes = self.exchange.market.quotes
+        pipe.hset(QUOTES, mapping={q["symbol"]: tick_line(q)[:-1] for q in quotes})
 
     def publish(self, quotes: list[dict]) -> None:
-        """Append ticks to the stream and the quotes, in one transaction."""
-        if not self._ready and time.monotonic() < self._next_try:
-            return
+        """Record ticks and hand them to the publisher; never waits for Redis."""
+        self._pending.append((quotes, self.exchange.record(quotes)))
+        self._pending_ticks += len(quotes)
+        if self._pending_ticks > MAX_PENDING:
+            if self._ready:
+                log.info("redis at %s is %d ticks behind: they are given up", self.url,
+                         self._pending_ticks)
+            self._ready = False
+            self._pending, self._pending_ticks = [], 0
+        self._wake.set()
+
+    def run_publisher(self, stop: gevent.event.Event) -> None:
+        """Write the batches handed over, in order, until ``stop`` and nothing pending."""
+        while True:
+            if not self._ready:
+                if stop.is_set():
+                    return
+                if not self._reannounce():
+                    stop.wait(RETRY_S)
+            elif self._pending:
+                self._write_pending()
+            elif stop.is_set():
+                return
+            else:
+                self._wake.clear()
+                self._wake.wait(MAX_SLEEP)
+
+    def _write_pending(self) -> None:
+        batches, self._pending, self._pending_ticks = self._pending, [], 0
         try:
             with self._client.pipeline(transaction=True) as pipe:
-                if not self._ready:
-                    pipe.delete(TICKS)
-                    self._announce(pipe)
                 latest = {}
-                for quote in quotes:
-                    line = tick_line(quote).rstrip()
-                    pipe.xadd(TICKS, {"m": line}, id=f"{quote['seq']}-0",
-                              maxlen=TICKS_KEPT, approximate=True)
-                    latest[quote["symbol"]] = line
-                if latest:
-                    pipe.hset(QUOTES, mapping=latest)
+                for quotes, lines in batches:
+                    for quote, line in zip(quotes, lines, strict=True):
+                        line = line[:-1]
+                        pipe.xadd(TICKS, {"m": line}, id=f"{quote['seq']}-0",
+                                  maxlen=TICKS_KEPT, approximate=True)
+                        latest[quote["symbol"]] = line
+                pipe.hset(QUOTES, mapping=latest)
                 pipe.execute()
         except redis.RedisError as exc:
             if self._ready:
                 log.info("lost redis at %s: %s; the market goes on", self.url, exc)
             self._ready = False
-            self._next_try = time.monotonic() + RETRY_S
-            return
-        if not self._ready:
-            log.info("redis at %s is back: hello and quotes written again", self.url)
-            self._ready = True
+
+    def _reannounce(self) -> bool:
+        try:
+            with self._client.pipeline(transaction=True) as pipe:
+                pipe.delete(TICKS)
+                self._announce(pipe)
+                pipe.execute()
+        except redis.RedisError:
+            return False
+        log.info("redis at %s is back: hello and quotes written again", self.url)
+        self._ready = True
+        return True
 
     def answer_requests(self, stop: gevent.event.Event) -> None:
-        """Take requests off the list (blocking in a thread) and answer each one."""
-        threads = gevent.get_hub().threadpool
+        """Take requests off the list and answer each one; nothing a request holds or
+        does stops the next one from being answered."""
         while not stop.is_set():
             try:
-                item = threads.apply(self._client.blpop, ([REQUESTS], 1))
+                item = self._client.blpop([REQUESTS], 1)
             except redis.RedisError:
-                gevent.sleep(RETRY_S)
+                stop.wait(RETRY_S)
                 continue
             if item is None:
                 continue
-            [message] = wire.Decoder().feed(item[1] + b"\n") or [wire.WireError("empty")]
-            reply_to = message.get("reply_to") if isinstance(message, dict) else None
-            if not isinstance(reply_to, str) or not reply_to.startswith("ticker:reply:"):
-                log.info("ignored a request with no reply_to")
-                continue
-            answer = self._answer(message)
             try:
-                with self._client.pipeline(transaction=True) as pipe:
-                    pipe.rpush(reply_to, wire.encode(answer))
-                    pipe.expire(reply_to, REPLY_TTL_S)
-                    pipe.execute()
+                self._answer(item[1])
             except redis.RedisError as exc:
                 log.info("could not answer a request: %s", exc)
+            except Exception as exc:  # a bug must cost one request, never the next ones
+                log.error("a request through redis: internal error: %r", exc)
 
-    def _answer(self, message: dict | wire.WireError) -> dict:
-        if isinstance(message, wire.WireError):
-            return wire.error(str(message))
-        try:
-            request = wire.parse_request(message)
-        except wire.WireError as exc:
-            return wire.error(str(exc))
-        if isinstance(request, wire.SymbolsRequest):
-            return wire.reply(request.id, universe=self._listing)
-        try:
-            quote = self.market.inject(request.symbol, request.price, time.time_ns() // 1_000_000)
-        except MarketError as exc:
-            return wire.error(str(exc), request.id)
-        self.publish([quote])
-        log.info("injected %s at %.2f (seq %d)", quote["symbol"], quote["price"], quote["seq"])
-        return wire.reply(request.id, quote=quote)
+    def _answer(self, raw: bytes) -> None:
+        items = wire.Decoder().feed(raw + b"\n")
+        message = items[0] if len(items) == 1 else wire.WireError("a request is one line")
+        reply_to = message.get("reply_to") if isinstance(message, dict) else None
+        if not isinstance(reply_to, str) or not reply_to.startswith("ticker:reply:"):
+            log.info("ignored a request with no reply_to")
+            return
+        chunk, size = [], 0
+        for line in self._dispatcher.answer(message, "a client through redis"):
+            chunk.append(line)
+            size += len(line)
+            if size >= REPLY_CHUNK:
+                self._push(reply_to, chunk)
+                chunk, size = [], 0
+        if chunk:
+            self._push(reply_to, chunk)
+
+    def _push(self, reply_to: str, lines: list[bytes]) -> None:
+        with self._client.pipeline(transaction=True) as pipe:
+            pipe.rpush(reply_to, *lines)
+            pipe.expire(reply_to, REPLY_TTL_S)
+            pipe.execute()
 
 
-def serve(market: Market, universe: list[Company], url: str, seed: int) -> None:
-    """Publish ``market`` into Redis at ``url`` until SIGINT or SIGTERM.
+def serve(exchange: Exchange, url: str, seed: int) -> None:
+    """Publish ``exchange`` into Redis at ``url`` until SIGINT or SIGTERM.
+
+    Call it in a monkey-patched process, so that Redis I/O yields to the pump.
 
     Raises:
         redis.RedisError: Redis cannot be reached at the start.
     """
-    feed = RedisFeed(market, universe, url)
+    feed = RedisFeed(exchange, url)
     feed.start()
+    market = exchange.market
     log.info("market open on %s: epoch %s, %d symbols, %g ticks/s, seed %d",
-             url, feed.epoch, len(universe), market.rate, seed)
+             url, exchange.epoch, len(exchange.universe), market.rate, seed)
     with stopped_by_signal(market) as stop:
-        requests = gevent.spawn(feed.answer_requests, stop)
+        workers = [gevent.spawn(feed.run_publisher, stop), gevent.spawn(feed.answer_requests, stop)]
         try:
             pump(market, stop, feed.publish)
         finally:
-            requests.join(timeout=2)
+            stop.set()
+            gevent.joinall(workers, timeout=FLUSH_TIMEOUT)
+            gevent.killall(workers, timeout=1)
 
 
 def request(url: str, message: dict, timeout: float) -> dict:

@@ -6,6 +6,9 @@ has a writer greenlet that drains its queue with one write per wake, and a reade
 greenlet that answers its requests by putting the reply in that same queue, so replies
 interleave with ticks in order. The market never waits on anyone: a subscriber whose
 queue grows past ``QUEUE_LIMIT`` bytes is dropped, and the market and the others go on.
+A long answer (a replay, in pieces) is the reader's to pace: it queues a piece, lets the
+event loop go round, and waits while the subscriber has more than ``ANSWER_BACKLOG`` bytes
+to take, so it never floods the queue nor holds up the ticks.
 
 Everything runs in one OS thread; a greenlet only yields at a socket call or a sleep,
 so a tick's seq order, the snapshot a new subscriber gets and the first tick it is
@@ -18,17 +21,15 @@ import contextlib
 import hmac
 import itertools
 import logging
-import secrets
-import time
 
 import gevent
 import gevent.event
 from gevent import socket
 
 from simulator import wire
-from simulator.model import Market, MarketError
-from simulator.pump import pump, tick_line
-from simulator.universe import Company
+from simulator.dispatch import Dispatcher
+from simulator.exchange import Exchange
+from simulator.pump import YIELD, pump
 
 __all__ = ["QUEUE_LIMIT", "Feed", "Subscriber"]
 
@@ -36,6 +37,8 @@ QUEUE_LIMIT = 8 * 1024 * 1024  # bytes a subscriber may fall behind before it is
 AUTH_TIMEOUT = 5.0  # seconds a subscriber has to send the shared secret, when one is set
 FLUSH_TIMEOUT = 2.0  # seconds subscribers get to take what is queued when the market closes
 READ_SIZE = 64 * 1024
+ANSWER_BACKLOG = 1024 * 1024  # bytes queued past which a long answer waits for the subscriber
+BACKLOG_WAIT = 0.01  # seconds between looks at a backlog
 
 log = logging.getLogger("simulator")
 
@@ -93,21 +96,20 @@ class Subscriber:
 class Feed:
     """The market, its subscribers, and the greenlets that serve them."""
 
-    def __init__(self, market: Market, universe: list[Company], listener: socket.socket,
+    def __init__(self, exchange: Exchange, listener: socket.socket,
                  secret: str | None = None) -> None:
-        self.market = market
+        self.exchange = exchange
         self._secret = secret
-        self.epoch = secrets.token_hex(6)
-        self._listing = [company.listing() for company in universe]
         self._listener = listener
         self._subscribers: set[Subscriber] = set()
         self._numbers = itertools.count(1)
+        self._dispatcher = Dispatcher(exchange, self._publish)
 
     def run(self, stop: gevent.event.Event) -> None:
         """Accept subscribers and publish ticks until ``stop`` is set."""
         acceptor = gevent.spawn(self._accept)
         try:
-            pump(self.market, stop, self._publish)
+            pump(self.exchange.market, stop, self._publish)
         finally:
             acceptor.kill()
             for subscriber in list(self._subscribers):
@@ -119,7 +121,7 @@ class Feed:
                 subscriber.close()
 
     def _publish(self, quotes: list[dict]) -> None:
-        self._broadcast(b"".join(map(tick_line, quotes)))
+        self._broadcast(b"".join(self.exchange.record(quotes)))
 
     # The market side ------------------------------------------------------------
 
@@ -161,14 +163,13 @@ class Feed:
                 sock.close()
                 return
         subscriber = Subscriber(next(self._numbers), sock)
-        market = self.market
-        subscriber.push(wire.encode(wire.hello(self.epoch, market.seq, self._listing, market.rate))
-                        + wire.encode(wire.snapshot(market.seq, market.quotes)))
+        exchange = self.exchange
+        subscriber.push(wire.encode(exchange.hello()) + wire.encode(exchange.snapshot()))
         self._subscribers.add(subscriber)
         log.info("subscriber %d joined (%d now)", subscriber.number, len(self._subscribers))
         try:
             for item in early:
-                subscriber.push(wire.encode(self._answer(item, subscriber)))
+                self._respond(subscriber, item)
             self._read(subscriber, decoder)
         except OSError:
             pass  # reset by the peer, or closed by a drop
@@ -216,33 +217,19 @@ class Feed:
             if not data:
                 return
             for item in decoder.feed(data):
-                subscriber.push(wire.encode(self._answer(item, subscriber)))
+                self._respond(subscriber, item)
             if subscriber.queued > QUEUE_LIMIT:
                 self._drop(subscriber)
 
-    def _answer(self, item: dict | wire.WireError, subscriber: Subscriber) -> dict:
-        """The one reply line a request line gets."""
-        if isinstance(item, wire.WireError):
-            return wire.error(str(item))
-        try:
-            request = wire.parse_request(item)
-        except wire.WireError as exc:
-            return wire.error(str(exc), _echo_id(item))
-        if isinstance(request, wire.SymbolsRequest):
-            return wire.reply(request.id, universe=self._listing)
-        if isinstance(request, wire.AuthRequest):
-            return wire.reply(request.id, ok=True)
-        try:
-            quote = self.market.inject(request.symbol, request.price, time.time_ns() // 1_000_000)
-        except MarketError as exc:
-            return wire.error(str(exc), request.id)
-        self._broadcast(tick_line(quote))
-        log.info("subscriber %d injected %s at %.2f (seq %d)", subscriber.number,
-                 quote["symbol"], quote["price"], quote["seq"])
-        return wire.reply(request.id, quote=quote)
-
-
-def _echo_id(message: dict) -> object:
-    """The id to put on an error for a request that failed to parse: its own, if plain."""
-    value = message.get("id")
-    return value if isinstance(value, str | int) and not isinstance(value, bool) else None
+    def _respond(self, subscriber: Subscriber, item: dict | wire.WireError) -> None:
+        """Queue the answer to one request line; a long one (a replay) a line at a time,
+        letting the market run between lines and waiting while the subscriber is behind."""
+        lines = self._dispatcher.answer(item, f"subscriber {subscriber.number}")
+        subscriber.push(next(lines))
+        for line in lines:
+            gevent.sleep(YIELD)
+            while subscriber.queued > ANSWER_BACKLOG and not subscriber.gone:
+                gevent.sleep(BACKLOG_WAIT)
+            if subscriber.gone:
+                return
+            subscriber.push(line)

@@ -105,3 +105,51 @@ def test_redis_restart_reports_down_then_up_and_converges(tmp_path, scaled_out):
     finally:
         for browser in browsers:
             browser.close()
+
+
+@pytest.fixture
+def market_in_redis(tmp_path):
+    """redis-server and the simulator publishing into it, no web app."""
+    with run_redis(tmp_path) as store, run_simulator(tmp_path, *MARKET, "--feed",
+                                                     store.url) as market:
+        client = redis.Redis.from_url(store.url)
+        try:
+            yield store, market, client
+        finally:
+            client.close()
+
+
+def test_requests_through_redis_survive_auth_and_garbage_and_replay(market_in_redis):
+    _, market, client = market_in_redis
+    for request in [
+        {"op": "auth", "secret": "guess", "id": 1, "reply_to": "ticker:reply:auth"},
+        "garbage", "two\nlines", "[1]",
+        {"op": "sell", "id": 2, "reply_to": "ticker:reply:sell"},
+        {"op": "symbols", "id": 3, "reply_to": "ticker:reply:symbols"},
+    ]:
+        client.rpush("ticker:requests", request if isinstance(request, str)
+                     else json.dumps(request))
+    symbols = client.blpop(["ticker:reply:symbols"], timeout=10)
+    assert symbols is not None, market.output()
+    assert json.loads(symbols[1])["universe"] == json.loads(client.get("ticker:hello"))["universe"]
+    assert json.loads(client.lpop("ticker:reply:auth")) == {"type": "reply", "ok": True, "id": 1}
+    assert json.loads(client.lpop("ticker:reply:sell")) == {
+        "type": "error", "error": "unknown op 'sell'", "id": 2}
+    assert "internal error" not in market.output() and "Traceback" not in market.output()
+    # A replay's answer through the same dispatcher: its pieces, then one reply.
+    hello = json.loads(client.get("ticker:hello"))
+    client.rpush("ticker:requests", json.dumps({"op": "replay", "after": hello["oldest"],
+                                                "id": "r", "reply_to": "ticker:reply:r"}))
+    lines = []
+    while not lines or json.loads(lines[-1])["type"] == "replay":
+        item = client.blpop(["ticker:reply:r"], timeout=10)
+        assert item is not None
+        lines.append(item[1])
+    *pieces, done = map(json.loads, lines)
+    seqs = [tick["seq"] for piece in pieces for tick in piece["ticks"]]
+    assert done["type"] == "reply" and done["count"] == len(seqs) >= 1
+    assert seqs == list(range(hello["oldest"] + 1, done["until"] + 1))
+    stream = {int(i.split(b"-")[0]): e[b"m"] for i, e in client.xrange("ticker:ticks")}
+    assert all(json.loads(stream[t["seq"]]) == t for p in pieces for t in p["ticks"]
+               if t["seq"] in stream)  # the same bytes as published
+

@@ -12,6 +12,7 @@ import socket
 import stat
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -234,6 +235,87 @@ def test_any_garbage_gets_exactly_one_answer_per_line(sim, lines):
 def test_silent_client_is_just_a_subscriber(sim):
     with subscribed(sim.path) as client:
         assert client.next()["type"] == "tick"
+
+
+# Replay ---------------------------------------------------------------------------
+
+def ask_replay(client: FeedClient, request: dict) -> tuple[list[dict], list[dict], dict]:
+    """The replay pieces, the live ticks among them, and the one final answer."""
+    client.send(json.dumps(request).encode() + b"\n")
+    pieces, live = [], []
+    while (message := client.next(10))["type"] not in ("reply", "error"):
+        (pieces if message["type"] == "replay" else live).append(message)
+    return pieces, live, message
+
+
+def test_replay_gives_the_missed_ticks_in_pieces_then_one_reply(sim):
+    with contextlib.closing(FeedClient(sim.path)) as client:
+        hello = client.next()
+        assert client.next()["type"] == "snapshot"
+        client.until(lambda m: m["type"] == "tick" and m["seq"] >= hello["seq"] + 20)
+        pieces, live, done = ask_replay(client, {"op": "replay", "after": hello["seq"],
+                                                 "id": "r1"})
+    ticks = [tick for piece in pieces for tick in piece["ticks"]]
+    assert done == {"type": "reply", "id": "r1", "after": hello["seq"], "until": done["until"],
+                    "count": len(ticks)}
+    assert [t["seq"] for t in ticks] == list(range(hello["seq"] + 1, done["until"] + 1))
+    assert all(piece["id"] == "r1" for piece in pieces)
+    assert all(wire.parse_quote(t) == {k: v for k, v in t.items() if k != "type"} for t in ticks)
+    assert all(tick["seq"] > done["until"] for tick in live[1:])  # only newer ones in between
+
+
+def test_replay_bounds_and_errors(tmp_path):
+    with run_simulator(tmp_path, "--seed", "1", "--rate", "200", "--replay-ticks", "100",
+                       "--replay-seconds", "600") as market:
+        with subscribed(market.path) as client:
+            client.until(lambda m: m["type"] == "tick" and m["seq"] >= 150)
+        with contextlib.closing(FeedClient(market.path)) as client:
+            hello = client.next()
+            assert hello["oldest"] == hello["seq"] - 100
+            _, _, too_old = ask_replay(client, {"op": "replay", "after": 3, "id": 1})
+            _, _, ahead = ask_replay(client, {"op": "replay", "after": 10**9, "id": 2})
+            _, _, negative = ask_replay(client, {"op": "replay", "after": -1, "id": 3})
+            pieces, _, capped = ask_replay(client, {"op": "replay", "after": hello["seq"] - 10,
+                                                    "until": hello["seq"] - 5, "id": 4})
+    assert too_old["type"] == "error" and "is older than the replay (oldest" in too_old["error"]
+    assert ahead["type"] == "error" and "is ahead of the market" in ahead["error"]
+    assert negative == {"type": "error", "id": 3,
+                        "error": "after must be a non-negative integer"}
+    assert capped["count"] == 5 and capped["until"] == hello["seq"] - 5
+    assert [t["seq"] for p in pieces for t in p["ticks"]] == list(
+        range(hello["seq"] - 9, hello["seq"] - 4))
+
+
+def test_a_long_replay_holds_up_no_one(tmp_path):
+    with run_simulator(tmp_path, "--seed", "1", "--rate", "5000",
+                       "--replay-ticks", "20000") as market:
+        deadline = time.monotonic() + 30
+        while True:  # until the replay holds its 20,000 ticks
+            with contextlib.closing(FeedClient(market.path)) as probe:
+                if probe.next()["seq"] >= 21_000:
+                    break
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        with subscribed(market.path) as watcher:
+            seqs, done_asking = [], threading.Event()
+
+            def watch() -> None:
+                while not done_asking.is_set() or len(seqs) < 5_000:
+                    seqs.append(watcher.next()["seq"])
+
+            reading = threading.Thread(target=watch)
+            reading.start()
+            with contextlib.closing(FeedClient(market.path)) as asker:
+                hello = asker.next()
+                after = hello["oldest"] + 500  # room for the trimming while it is asked
+                pieces, _, done = ask_replay(asker, {"op": "replay", "after": after})
+            done_asking.set()
+            reading.join(30)
+    ticks = [tick["seq"] for piece in pieces for tick in piece["ticks"]]
+    assert ticks == list(range(after + 1, done["until"] + 1)) and len(ticks) >= 19_000
+    assert done["count"] == len(ticks) and len(pieces) > 40
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))  # the others got every tick
+    assert "stalled" not in market.output() and "dropped" not in market.output()
 
 
 # The command line -----------------------------------------------------------------

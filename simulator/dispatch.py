@@ -1,0 +1,83 @@
+"""The one answer to a request line, whichever transport brought it (socket or Redis).
+
+Every request gets one answer line, except a replay, which gets its ticks in pieces and
+then one reply (or one error and nothing else). The answer comes back as an iterator of
+lines the transport sends in order: lazy, so a long replay can be sent a piece at a time
+with the event loop running between pieces. Everything the answer depends on (which
+ticks a replay covers, what an inject did) is settled when ``answer`` returns, not as the
+lines are taken. An inject's tick goes to everyone through ``publish``, the same function
+the pump hands its ticks to, before the requester's reply.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from collections.abc import Callable, Iterator
+
+from simulator import wire
+from simulator.exchange import Exchange
+from simulator.model import MarketError
+from simulator.replay import pieces
+
+__all__ = ["Dispatcher"]
+
+log = logging.getLogger("simulator")
+
+
+class Dispatcher:
+    """Answers the requests of every connection to one exchange."""
+
+    def __init__(self, exchange: Exchange, publish: Callable[[list[dict]], None]) -> None:
+        self.exchange = exchange
+        self._publish = publish
+
+    def answer(self, item: dict | wire.WireError, who: str) -> Iterator[bytes]:
+        """The answer lines to ``item`` (a decoded line, or why it could not be decoded),
+        from ``who`` (for the log)."""
+        if isinstance(item, wire.WireError):
+            return iter([wire.encode(wire.error(str(item)))])
+        try:
+            request = wire.parse_request(item)
+        except wire.WireError as exc:
+            return iter([wire.encode(wire.error(str(exc), _echo_id(item)))])
+        if isinstance(request, wire.ReplayRequest):
+            return self._replay(request)
+        return iter([wire.encode(self._one(request, who))])
+
+    def _one(self, request: wire.InjectRequest | wire.SymbolsRequest | wire.AuthRequest,
+             who: str) -> dict:
+        if isinstance(request, wire.SymbolsRequest):
+            return wire.reply(request.id, universe=self.exchange.listing)
+        if isinstance(request, wire.AuthRequest):  # admitted already: nothing more to check
+            return wire.reply(request.id, ok=True)
+        market = self.exchange.market
+        try:
+            quote = market.inject(request.symbol, request.price, time.time_ns() // 1_000_000)
+        except MarketError as exc:
+            return wire.error(str(exc), request.id)
+        self._publish([quote])
+        log.info("%s injected %s at %.2f (seq %d)", who, quote["symbol"], quote["price"],
+                 quote["seq"])
+        return wire.reply(request.id, quote=quote)
+
+    def _replay(self, request: wire.ReplayRequest) -> Iterator[bytes]:
+        replay, seq = self.exchange.replay, self.exchange.market.seq
+        after = request.after
+        if after > seq:
+            reason = f"after {after} is ahead of the market (seq {seq})"
+            return iter([wire.encode(wire.error(reason, request.id))])
+        if after < replay.oldest:
+            reason = f"after {after} is older than the replay (oldest {replay.oldest})"
+            return iter([wire.encode(wire.error(reason, request.id))])
+        until = seq if request.until is None else min(request.until, seq)
+        lines = replay.between(after, until)
+        done = wire.reply(request.id, after=after, until=until, count=len(lines))
+        return itertools.chain(pieces(lines, request.id), [wire.encode(done)])
+
+
+def _echo_id(message: dict) -> object:
+    """The id to put on an error for a request that failed to parse: its own, if plain."""
+    value = message.get("id")
+    return value if isinstance(value, str | int) and not isinstance(value, bool) else None

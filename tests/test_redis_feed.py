@@ -1,0 +1,49 @@
+"""The market publishing into Redis: a stalled Redis never holds up the making of a tick."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import pytest
+import redis
+
+from tests.procs import run_simulator
+from tests.redis_proc import run_redis
+
+pytestmark = pytest.mark.redis
+
+
+@pytest.fixture
+def redis_market(tmp_path):
+    """redis-server and the simulator publishing 50 ticks/s into it."""
+    with run_redis(tmp_path) as store, run_simulator(
+        tmp_path, "--seed", "21", "--symbols", "10", "--rate", "50", "--feed", store.url
+    ) as market:
+        client = redis.Redis.from_url(store.url)
+        try:
+            yield store, market, client
+        finally:
+            client.close()
+
+
+def test_a_stalled_redis_holds_up_no_tick(redis_market):
+    store, market, client = redis_market
+    time.sleep(1)
+    os.kill(store.proc.pid, signal.SIGSTOP)  # Redis stops answering, connections stay open
+    try:
+        stalled_from = time.time() * 1000
+        time.sleep(2)
+    finally:
+        os.kill(store.proc.pid, signal.SIGCONT)
+    time.sleep(1)
+    ticks = [json.loads(entry[b"m"]) for _, entry in client.xrange("ticker:ticks")]
+    seqs = [tick["seq"] for tick in ticks]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+    during = [t for t in ticks if stalled_from + 200 < t["ts"] < stalled_from + 1800]
+    assert len(during) >= 40  # made on time while Redis was stopped, published after
+    gaps = [b["ts"] - a["ts"] for a, b in zip(ticks, ticks[1:], strict=False)]
+    assert max(gaps) < 1000
+    assert "stalled" not in market.output()
