@@ -60,9 +60,18 @@ class RedisFeed:
         self._wake = gevent.event.Event()
 
     def start(self) -> None:
-        """Replace whatever an earlier market left: a new epoch starts a new stream."""
+        """Replace whatever an earlier market left: a new epoch starts a new stream. The
+        same epoch restarted from its state goes on with its stream, if that ends where
+        the market stopped."""
         with self._client.pipeline(transaction=True) as pipe:
-            pipe.delete(TICKS, QUOTES)
+            pipe.get(HELLO)
+            pipe.xrevrange(TICKS, count=1)
+            hello, newest = pipe.execute()
+        goes_on = (_epoch_of(hello) == self.exchange.epoch
+                   and newest and newest[0][0] == f"{self.exchange.market.seq}-0".encode())
+        with self._client.pipeline(transaction=True) as pipe:
+            if not goes_on:
+                pipe.delete(TICKS, QUOTES)
             self._announce(pipe)
             pipe.execute()
         self._ready = True
@@ -172,6 +181,12 @@ class RedisFeed:
             pipe.rpush(reply_to, *lines)
             pipe.expire(reply_to, REPLY_TTL_S)
             pipe.execute()
+
+
+def _epoch_of(hello: bytes | None) -> str | None:
+    """The epoch a stored hello names, if it is one."""
+    items = wire.Decoder().feed((hello or b"") + b"\n")
+    return items[0].get("epoch") if len(items) == 1 and isinstance(items[0], dict) else None
 
 
 def serve(exchange: Exchange, url: str, seed: int) -> None:

@@ -47,3 +47,25 @@ def test_a_stalled_redis_holds_up_no_tick(redis_market):
     gaps = [b["ts"] - a["ts"] for a, b in zip(ticks, ticks[1:], strict=False)]
     assert max(gaps) < 1000
     assert "stalled" not in market.output()
+
+
+def test_a_market_restarted_from_its_state_goes_on_with_its_stream(tmp_path):
+    saved = tmp_path / "market.state"
+    market_args = ("--seed", "21", "--symbols", "10", "--rate", "50", "--state", str(saved))
+    with run_redis(tmp_path) as store:
+        client = redis.Redis.from_url(store.url)
+        try:
+            with run_simulator(tmp_path, *market_args, "--feed", store.url) as first:
+                time.sleep(1)
+                assert first.stop() == 0
+            epoch = json.loads(client.get("ticker:hello"))["epoch"]
+            last = int(client.xrevrange("ticker:ticks", count=1)[0][0].split(b"-")[0])
+            with run_simulator(tmp_path, *market_args, "--feed", store.url):
+                time.sleep(1)
+                hello = json.loads(client.get("ticker:hello"))
+                ticks = [json.loads(entry[b"m"]) for _, entry in client.xrange("ticker:ticks")]
+        finally:
+            client.close()
+    assert (hello["epoch"], hello["seq"]) == (epoch, last)
+    seqs = [tick["seq"] for tick in ticks]
+    assert seqs == list(range(1, seqs[-1] + 1)) and seqs[-1] > last + 10
