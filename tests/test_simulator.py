@@ -370,6 +370,11 @@ def test_cli_without_a_market(tmp_path):
     (("run", "--rate", "nan"), "--rate must be above 0"),
     (("run", "--feed", "redis://127.0.0.1:1/0"), "cannot publish on redis://127.0.0.1:1/0"),
     (("inject", "CARR", "10", "--feed", "redis://127.0.0.1:1/0"), "cannot reach redis at"),
+    (("run", "--replay-ticks", "-1"), "--replay-ticks must be between 0 and"),
+    (("run", "--replay-ticks", "many"), "'many' is not a valid integer"),
+    (("run", "--replay-seconds", "0"), "--replay-seconds must be above 0"),
+    (("run", "--replay-seconds", "inf"), "--replay-seconds must be above 0"),
+    (("run", "--state", "/"), "is a directory"),
 ])
 def test_cli_usage_errors_are_one_line(args, reason):
     assert_one_line_error(cli(*args), reason)
