@@ -21,7 +21,7 @@ from tests.servers import run_gunicorn
 from tests.sse_client import SSEClient
 from ticker import auth
 
-SECRET = "fuzzing-secret-0123456789"
+SECRET = "fuzzing-secret-0123456789-abcdefghij"
 
 text = st.text(max_size=60)
 header_text = st.text(
