@@ -15,6 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# The console script, as operators run it: a master re-executed on USR2 runs the same
+# command again, and `python -m gunicorn` would put gunicorn's own package (with its
+# `http` module) first on the new master's path.
+GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
 
 
 def free_port() -> int:
@@ -88,7 +92,7 @@ def run_gunicorn(
     environment.update({"TICKER_FEED": feed, **(env or {})})
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py",
+            [GUNICORN, "-c", "gunicorn.conf.py",
              "--bind", f"127.0.0.1:{port}", "--workers", str(workers), *args],
             cwd=ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT,
         )
