@@ -8,13 +8,12 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.servers import ROOT, Gunicorn, free_port, run_gunicorn
+from tests.servers import GUNICORN, ROOT, Gunicorn, free_port, run_gunicorn
 from tests.sse_client import SSEClient
 
 QUIET = ("Traceback", "failed with", "Exception ignored")
@@ -35,7 +34,7 @@ def gunicorn_in_own_group(tmp_path: Path, feed: str, workers: int = 2):
     environment["TICKER_FEED"] = feed
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py",
+            [GUNICORN, "-c", "gunicorn.conf.py",
              "--bind", f"127.0.0.1:{port}", "--workers", str(workers)],
             cwd=ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,
