@@ -5,6 +5,7 @@ in the log, and open streams end within 2 s on SIGTERM and SIGINT."""
 from __future__ import annotations
 
 import contextlib
+import http.client
 import os
 import signal
 import subprocess
@@ -48,9 +49,13 @@ def gunicorn_in_own_group(tmp_path: Path, feed: str, workers: int = 2):
 
 
 def streams_end_and_master_exits(server: Gunicorn, send) -> None:
-    """Open streams, ``send()`` a signal, and check they end in 2 s and the master in 5 s."""
+    """Open streams and an idle keep-alive connection, ``send()`` a signal, and check the
+    streams end in 2 s and the master in 5 s."""
     clients = [SSEClient(server.url, "/stream") for _ in range(4)]
+    idle = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
     try:
+        idle.request("GET", "/healthz")
+        assert idle.getresponse().read()
         for client in clients:
             client.next(type="snapshot")
         send()
@@ -58,6 +63,7 @@ def streams_end_and_master_exits(server: Gunicorn, send) -> None:
             assert client.read_to_end(timeout=5) < 2
         server.proc.wait(5)
     finally:
+        idle.close()
         for client in clients:
             client.close()
 

@@ -220,6 +220,7 @@ class StreamWorker(GeventWorker):
     def init_process(self) -> None:
         self._stop = Event()
         self._quick = False
+        self._serving = 0  # requests between their head and their response's end
         super().init_process()
 
     def handle_exit(self, sig, frame) -> None:
@@ -256,19 +257,24 @@ class StreamWorker(GeventWorker):
             server.close()
         if self._quick:
             self.cfg.worker_int(self)
-        # Streams end by themselves once ``alive`` is False (the app polls it); idle
-        # keep-alive connections are cut when the time is up.
-        window = QUICK_STOP_S if self._quick else self.cfg.graceful_timeout
+        # Requests in progress may finish, streams end by themselves once ``alive`` is
+        # False (the app polls it), then connections still open are cut: idle keep-alive
+        # ones wait for nothing. Within the master's graceful_timeout, which ends in SIGKILL.
+        window = QUICK_STOP_S if self._quick else max(0.0, self.cfg.graceful_timeout - 1.0)
         deadline = time.monotonic() + window
-        while time.monotonic() < deadline and any(_busy(server) for server in servers):
+        while self._serving and time.monotonic() < deadline:
             self.notify()
-            gevent.sleep(0.1)
+            gevent.sleep(0.05)
         for server in servers:
-            server.stop(timeout=1)
+            server.stop(timeout=0.5)
 
     def handle_request(self, listener_name, req, sock, addr):
         _turn.take()  # pipelined requests need no read; each still waits its turn
-        super().handle_request(listener_name, req, sock, addr)
+        self._serving += 1
+        try:
+            super().handle_request(listener_name, req, sock, addr)
+        finally:
+            self._serving -= 1
         if not self.alive:
             raise StopIteration()  # stopping: no next request on this connection
 
@@ -289,6 +295,3 @@ class StreamWorker(GeventWorker):
         with contextlib.suppress(OSError):
             client.sendall(error_response(status, reason, message))
 
-
-def _busy(server: StreamServer) -> bool:
-    return server.pool.free_count() != server.pool.size
