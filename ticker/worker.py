@@ -283,7 +283,8 @@ class StreamWorker(GeventWorker):
             return  # the worker is stopping and ended this connection
         refused = refusal(exc)
         if refused is None:
-            self.log.exception("Error handling request")
+            # The app answers its own errors; this is gunicorn's or ours: one line, as there.
+            self.log.error("Error handling request: %s: %s", type(exc).__name__, _one_line(exc))
             refused = (500, "Internal Server Error", "internal server error")
         else:
             ip = addr[0] if isinstance(addr, tuple) and addr else "unix"
