@@ -5,20 +5,49 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from ticker import access, metrics
+from ticker.eventlog import EventLog
+from ticker.listing import Listing
 from ticker.validation import parse_symbols
 
 __all__ = ["bp"]
 
 bp = Blueprint("api", __name__)
 
+_LISTING_KEY = "ticker.listing"  # app.extensions: (universe, epoch, Listing) last served
+
 
 @bp.get("/api/symbols")
 def symbols() -> Response:
-    """Every listed company (that the token grants): ``symbol``, ``name`` and ``sector``."""
+    """Every listed company (that the token grants): ``symbol``, ``name`` and ``sector``.
+
+    Cacheable: a weak ``ETag`` that ``If-None-Match`` turns into a 304, ``no-cache`` so a
+    browser keeps the listing but asks each time whether it still holds, and gzip for a
+    client that accepts it. The full listing is built once per universe.
+    """
     service = current_app.extensions["ticker"]
-    universe = service.log.universe
-    chosen = parse_symbols(None, service.log, service.config.max_symbols, access.granted())
-    return jsonify([universe[symbol] for symbol in chosen or universe])
+    log = service.log
+    chosen = parse_symbols(None, log, service.config.max_symbols, access.granted())
+    if chosen is None:
+        listing = _full_listing(log)
+    else:
+        listing = Listing.of(log.epoch or "", [log.universe[symbol] for symbol in chosen])
+    headers = {"ETag": listing.etag, "Cache-Control": "no-cache", "Vary": "Accept-Encoding"}
+    if request.if_none_match.contains_weak(listing.opaque_tag):
+        return Response(status=304, headers=headers)
+    if request.accept_encodings.quality("gzip") > 0:
+        headers["Content-Encoding"] = "gzip"
+        return Response(listing.gzipped, headers=headers, content_type="application/json")
+    return Response(listing.body, headers=headers, content_type="application/json")
+
+
+def _full_listing(log: EventLog) -> Listing:
+    """The listing of every symbol ``log`` knows, built again only when its universe changes
+    (a new universe is a new dict: see ``EventLog.reset``)."""
+    cached = current_app.extensions.get(_LISTING_KEY)
+    if cached is None or cached[0] is not log.universe or cached[1] != log.epoch:
+        listing = Listing.of(log.epoch or "", list(log.universe.values()))
+        cached = current_app.extensions[_LISTING_KEY] = (log.universe, log.epoch, listing)
+    return cached[2]
 
 
 @bp.get("/api/snapshot")
