@@ -33,8 +33,10 @@ def wait_until(done: Callable[[], bool], timeout: float, what: str) -> None:
 class Tape:
     """Every tick of the market, read from its socket by a thread, across market restarts.
 
-    A market restarted from its state file must say hello with the same epoch at the seq
-    it stopped at; anything else is recorded in ``breaks``.
+    A market restarted from its state file must say hello in the same epoch, at or past the
+    seq it stopped at; what it published before the tape was back is asked for with a
+    ``replay`` request, as any subscriber that had less would. Anything else (another
+    epoch, a seq gone back, a replay refused) is recorded in ``breaks``.
     """
 
     def __init__(self, path: Path) -> None:
@@ -75,8 +77,8 @@ class Tape:
             while not self._stop.is_set():
                 try:
                     self._session()
-                except (FileNotFoundError, ConnectionRefusedError):
-                    time.sleep(0.05)
+                except (FileNotFoundError, ConnectionError):
+                    time.sleep(0.05)  # the market is away, or going: its hello will tell
         except Exception as exc:  # noqa: BLE001  reported by the test, not by the thread
             self.errors.append(repr(exc))
 
@@ -94,28 +96,37 @@ class Tape:
                     return
                 *lines, buffer = (buffer + data).split(b"\n")
                 for line in lines:
-                    self._take(json.loads(line))
+                    request = self._take(json.loads(line))
+                    if request:
+                        sock.sendall(json.dumps(request).encode() + b"\n")
 
-    def _take(self, message: dict) -> None:
+    def _take(self, message: dict) -> dict | None:
+        """Record one message; the request to send back, if it calls for one."""
         kind = message["type"]
         if kind == "hello":
             self.sessions += 1
+            epoch, seq = message["epoch"], message["seq"]
             if self.sessions == 1:
-                self.epoch = message["epoch"]
+                self.epoch, self.head = epoch, seq
                 self.universe = [company["symbol"] for company in message["universe"]]
-            elif (message["epoch"], message["seq"]) != (self.epoch, self.head):
-                self.breaks.append(
-                    f"the market came back as {message['epoch']} at seq {message['seq']}, "
-                    f"not {self.epoch} at seq {self.head}")
-            if self.head < 0:
-                self.head = message["seq"]
+            elif epoch != self.epoch or seq < self.head:
+                self.breaks.append(f"the market came back as {epoch} at seq {seq}, "
+                                   f"not {self.epoch} at seq {self.head} or later")
+            elif seq > self.head:
+                return {"op": "replay", "after": self.head, "until": seq, "id": "tape"}
         elif kind == "tick":
-            quote = {k: v for k, v in message.items() if k != "type"}
-            with self._lock:
-                if quote["seq"] != self.head + 1:
-                    self.breaks.append(f"the tape read seq {quote['seq']} after {self.head}")
-                self.ticks[quote["seq"]] = quote
-                self.head = quote["seq"]
+            self._record([message])
+        elif kind == "replay":
+            self._record(message["ticks"])
+        elif kind == "error":
+            self.breaks.append(f"the market answered the tape: {message['error']}")
+        return None
+
+    def _record(self, ticks: list[dict]) -> None:
+        with self._lock:
+            for tick in ticks:
+                self.ticks[tick["seq"]] = {k: v for k, v in tick.items() if k != "type"}
+                self.head = max(self.head, tick["seq"])
 
 
 class Follower:

@@ -67,8 +67,10 @@ def assert_exact(tape: Tape, clients: list[Follower], also: Sequence[str] = (),
         target = tape.last_for(client.symbols, upto)
         while client.newest() < target and time.monotonic() < deadline:
             time.sleep(0.05)
+    assert not tape.breaks and not tape.errors, ("the reference is unsound", tape.breaks,
+                                                 tape.errors)
     ticks = tape.copy()
-    report = [*also, *tape.breaks]
+    report = list(also)
     for client in clients:
         assert not client.errors, f"{client} broke: {client.errors}"
         found = sequences.problems(ticks, tape.epoch, client.symbols, client.connections, upto)
