@@ -59,16 +59,15 @@ def test_replay_is_exact_and_filtered():
     assert log.replay(12, None) == (b"", 0)
 
 
-def test_batch_selection_merges_symbols_back_into_seq_order():
+def test_since_gives_the_entries_after_a_cursor_and_replay_stops_where_asked():
     log = filled(ticks=30)
-    batch = log.batch(10)
-    body, count = batch.select(frozenset({"AAA", "CCC"}))
-    assert [e.id for e in events(body)] == [
-        f"ep1-{n}" for n in range(11, 31) if n % 3 in (0, 2)
-    ]
-    assert count == 14
-    assert batch.select(None) == log.replay(10, None)
-    assert batch.select(frozenset()) == (b"", 0)
+    assert [seq for seq, _, _ in log.since(27)] == [28, 29, 30]
+    assert log.since(30) == []
+    body, count = log.replay(10, frozenset({"AAA", "CCC"}), until=20)
+    assert [e.id for e in events(body)] == [f"ep1-{n}" for n in range(11, 21) if n % 3 in (0, 2)]
+    assert count == 7
+    assert log.replay(10, None, until=10) == (b"", 0)
+    assert log.replay(25, None, until=99) == log.replay(25, None)
 
 
 def test_the_log_keeps_its_capacity_and_knows_what_it_covers():

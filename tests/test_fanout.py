@@ -127,6 +127,21 @@ def test_a_sweep_writes_each_stream_what_it_is_owed(fanout, log, clock):
     assert some.prices() == [3, 6, 9]
 
 
+def test_a_pass_writes_only_to_streams_with_something_to_receive(fanout, log, clock):
+    watching_a = [Client(fanout, key=frozenset({"AAA"}), client=f"10.0.1.{n}") for n in range(2)]
+    watching_b = Client(fanout, key=frozenset({"BBB"}), client="10.0.2.1")
+    fanout.sweep(clock.now)  # each joins its group
+    for client in (*watching_a, watching_b):
+        client.read()
+    assert not fanout._attention
+    tick(log, 1, symbols=("AAA",))
+    clock.now += 1
+    fanout.sweep(clock.now)
+    assert [c.prices() for c in watching_a] == [[1], [1]]
+    assert watching_b.read()[2:] == []
+    assert fanout._quiet.due(clock.now - 1) == [watching_b.stream], "B was not even written"
+
+
 def test_a_quiet_stream_gets_a_heartbeat_with_the_head_id(fanout, log, clock):
     client = Client(fanout, key=frozenset({"AAA"}))
     client.read()

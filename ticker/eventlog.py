@@ -21,11 +21,11 @@ Pure: no I/O, no clock, no gevent. The fan-out and the feed reader drive it.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from ticker import sse
 
-__all__ = ["AHEAD_S", "SNAPSHOT_REASONS", "Batch", "EventLog", "GapError"]
+__all__ = ["AHEAD_S", "SNAPSHOT_REASONS", "EventLog", "GapError"]
 
 # How far ahead of the head, in seconds of ticks at the market's rate, a Last-Event-ID may
 # be and still be waited for: another worker that is a little further along. Further is
@@ -42,37 +42,6 @@ class GapError(ValueError):
 
 def _dumps(value: object) -> str:
     return json.dumps(value, separators=(",", ":"), allow_nan=False)
-
-
-class Batch:
-    """The events appended since one position, indexed once for every stream that reads them.
-
-    Built once per sweep; each distinct subscription then costs only the events it
-    matches, merged back into seq order, never a scan of the whole batch.
-    """
-
-    __slots__ = ("all", "count", "_by_symbol")
-
-    def __init__(self, entries: list[tuple[int, str, bytes]]) -> None:
-        self.count = len(entries)
-        self.all = b"".join(frame for _, _, frame in entries)
-        self._by_symbol: dict[str, list[tuple[int, bytes]]] = {}
-        for seq, symbol, frame in entries:
-            self._by_symbol.setdefault(symbol, []).append((seq, frame))
-
-    def select(self, symbols: Iterable[str] | None) -> tuple[bytes, int]:
-        """The frames for ``symbols`` (``None``: all) in seq order, and how many."""
-        if symbols is None:
-            return self.all, self.count
-        picked: list[tuple[int, bytes]] = []
-        for symbol in symbols:
-            found = self._by_symbol.get(symbol)
-            if found:
-                picked.extend(found)
-        if not picked:
-            return b"", 0
-        picked.sort()
-        return b"".join(frame for _, frame in picked), len(picked)
 
 
 class EventLog:
@@ -194,21 +163,24 @@ class EventLog:
         """Whether everything after ``cursor`` can be replayed exactly from the log."""
         return generation == self.generation and cursor >= self.oldest
 
-    def batch(self, cursor: int) -> Batch:
-        """Everything after ``cursor`` (which the log must cover), indexed for selection."""
-        start = len(self._entries) - (self.head - cursor)
-        return Batch(self._entries[start:])
+    def since(self, cursor: int) -> Sequence[tuple[int, str, bytes]]:
+        """The entries ``(seq, symbol, frame)`` after ``cursor``, which the log must cover."""
+        return self._entries[len(self._entries) - (self.head - cursor):]
 
-    def replay(self, cursor: int, symbols: Iterable[str] | None) -> tuple[bytes, int]:
-        """The frames after ``cursor`` for ``symbols``, in order, and how many."""
-        if cursor >= self.head:
+    def replay(self, cursor: int, symbols: Iterable[str] | None,
+               until: int | None = None) -> tuple[bytes, int]:
+        """The frames after ``cursor`` up to ``until`` (the head) for ``symbols``, in order,
+        and how many."""
+        until = self.head if until is None else min(until, self.head)
+        if cursor >= until:
             return b"", 0
         start = len(self._entries) - (self.head - cursor)
+        end = len(self._entries) - (self.head - until)
         if symbols is None:
-            frames = [frame for _, _, frame in self._entries[start:]]
+            frames = [frame for _, _, frame in self._entries[start:end]]
         else:
             wanted = frozenset(symbols)
-            frames = [frame for _, sym, frame in self._entries[start:] if sym in wanted]
+            frames = [frame for _, sym, frame in self._entries[start:end] if sym in wanted]
         return b"".join(frames), len(frames)
 
     def frames(self, quotes: Iterable[dict], symbols: Iterable[str] | None) -> tuple[bytes, int]:

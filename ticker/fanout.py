@@ -1,13 +1,17 @@
-"""Fan-out: one greenlet sweeps the open streams and writes what each is owed.
+"""Fan-out: one greenlet sweeps the streams that have something to receive.
 
 Strategy: writes are the cost (one ``send`` is ~10 us of kernel time, whatever its
 size), so a stream never gets a write per tick. The feed reader only appends to the
-``EventLog`` and wakes the sweeper; the sweeper then visits every stream once and
-writes everything that piled up since its last visit in a single non-blocking
-``send`` to the socket. Streams with the same subscription share one join of the new
-frames, and one chunk header, per sweep. Under light load a sweep follows each tick
-within a couple of milliseconds; under heavy load sweeps run back to back, each one
-carrying more, so writes per stream stay bounded while events per write grow.
+``EventLog`` and wakes the fan-out, which hands each new tick's frame to the
+subscriptions that want it (``ticker/subscriptions.py``); the sweeper then serves the
+groups that have frames waiting, in the order they got them, joining a group's frames
+once and writing them to each of its streams in a single non-blocking ``send``. A pass
+costs in proportion to the streams that have something to receive, plus the few that
+need care of their own (catching up, draining, owed a heartbeat), never to every open
+stream. The sweeper gives way to the feed reader every couple of milliseconds, so a
+group reached late in a pass carries what arrived up to that moment. Under light load a
+tick is written within a couple of milliseconds; under heavy load passes run back to
+back, each carrying more, so writes per stream stay bounded while events per write grow.
 
 A stream's life belongs to its response body (``ticker/streams.py``): the body takes a
 place (``open``), sends its first bytes through gunicorn, hands the socket to the
@@ -43,6 +47,7 @@ from gevent.socket import wait
 from ticker import metrics, sse
 from ticker.admission import Start, status_frame
 from ticker.eventlog import EventLog
+from ticker.subscriptions import Group, Quiet, Subscriptions
 
 __all__ = ["Fanout", "Refused", "Stream"]
 
@@ -50,6 +55,8 @@ logger = logging.getLogger(__name__)
 
 _SEND_BUFFER = 64 * 1024
 _SLICE = 16 * 1024
+_GIVE_WAY_S = 0.002  # the longest the sweeper runs before the feed reader gets a turn
+_YIELD = 1e-6  # a sleep that lets the event loop poll sockets once (sleep(0) does not)
 
 
 class Refused(Exception):
@@ -69,8 +76,7 @@ class Stream:
 
     __slots__ = (
         "sock", "client", "key", "chunked", "generation", "cursor", "feed_up",
-        "pending", "stalled_since", "last_write", "armed", "ended", "clean", "closed",
-        "watcher",
+        "pending", "stalled_since", "armed", "ended", "clean", "closed", "watcher", "group",
     )
 
     def __init__(self, sock: socket.socket, client: str, key: frozenset[str] | None) -> None:
@@ -83,12 +89,12 @@ class Stream:
         self.feed_up = False
         self.pending: memoryview | None = None
         self.stalled_since = 0.0
-        self.last_write = 0.0
         self.armed = False
         self.ended = False  # the server ended it; its body returns
         self.clean = False  # ...with its framing whole: gunicorn writes the end
         self.closed = False  # its place is given back
         self.watcher = None  # what its body waits on, while it waits
+        self.group: Group | None = None  # its subscription, once the sweeper has it
 
     def begin(self, start: Start, feed_up: bool) -> None:
         """Take over where the first bytes left the stream."""
@@ -124,9 +130,12 @@ class Fanout:
         self.count = 0
         self._per_client: Counter[str] = Counter()
         self._streams: set[Stream] = set()
-        self._groups: dict[frozenset[str] | None, dict[Stream, None]] = {}
-        self._generation = -1
-        self._cursor = 0
+        self.subscriptions = Subscriptions()
+        self._attention: dict[Stream, None] = {}  # armed streams not in step with their group
+        self._quiet = Quiet()
+        self._generation = -1  # of the log, as the groups know it
+        self._indexed = 0  # the seq up to which new ticks went to the groups
+        self._feed_up = False
         self._wake = Event()
 
     # A stream's life ------------------------------------------------------------
@@ -178,8 +187,9 @@ class Fanout:
         if stream.sock.family in (socket.AF_INET, socket.AF_INET6):
             stream.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         stream.armed = True
-        stream.last_write = self.clock()
-        self._groups.setdefault(stream.key, {})[stream] = None
+        stream.group = self.subscriptions.join(stream.key, self._indexed, self._generation)
+        self._attention[stream] = None  # it catches up to its group on its own first
+        self._quiet.touch(stream, self.clock())
         self._wake.set()
 
     def wait(self, stream: Stream) -> None:
@@ -237,11 +247,15 @@ class Fanout:
             _cut(stream.sock)
 
     def _unregister(self, stream: Stream) -> None:
-        members = self._groups.get(stream.key)
-        if members and stream in members:
-            del members[stream]
-            if not members:
-                del self._groups[stream.key]
+        """The sweeper forgets a stream: it is written no more."""
+        group = stream.group
+        if group is None:
+            return
+        stream.group = None
+        group.in_step.pop(stream, None)
+        self.subscriptions.leave(group)
+        self._attention.pop(stream, None)
+        self._quiet.forget(stream)
 
     def close_all(self) -> None:
         """Refuse new streams and end every open one (worker shutdown)."""
@@ -252,96 +266,128 @@ class Fanout:
     # Sweeping ---------------------------------------------------------------------
 
     def wake(self) -> None:
-        """Something changed (ticks arrived, the feed went up or down): sweep soon."""
+        """New ticks are in the log, or the feed went up or down: index them, sweep soon."""
+        self._index()
         self._wake.set()
 
-    def run(self) -> None:
-        """The sweeper greenlet: sweep when woken, pausing in proportion to the work."""
-        while not self.closing:
-            self._wake.wait(timeout=1.0)
-            self._wake.clear()
-            started = self.clock()
-            self.sweep(started)
-            took = self.clock() - started
-            gevent.sleep(max(self.min_pause, took / 2))
-
-    def sweep(self, now: float) -> None:
-        """Write every armed stream what it is owed, in one pass, without blocking."""
+    def _index(self) -> None:
+        """Hand the ticks the log got since the last call to the groups that want them."""
         log = self.log
         if log.epoch is None:
             return
-        head, generation = log.head, log.generation
-        batch = None
-        if log.covers(self._generation, self._cursor) and self._cursor <= head:
-            batch = log.batch(self._cursor)
-        feed_up = log.feed_up
-        status = status_frame(feed_up)
-        heartbeat_due = now - self.heartbeat_s
-        heartbeat = sse.encode(comment="heartbeat", id=log.event_id(head))
-        snapshots: dict[tuple[frozenset[str] | None, str], bytes] = {}
-        events = snapshot_count = sent = 0
+        if not log.covers(self._generation, self._indexed) or self._indexed > log.head:
+            self._resync()
+        elif log.head > self._indexed:
+            self.subscriptions.add(log.since(self._indexed))
+            self._indexed = log.head
 
-        for key, members in list(self._groups.items()):
-            shared: tuple[bytes, int] | None = None
-            shared_chunk = b""
-            for stream in list(members):
-                if not stream.armed or stream.closed:
-                    continue
-                if stream.pending is not None and not self._drain(stream, now):
-                    continue
-                if (
-                    batch is not None and stream.generation == self._generation
-                    and stream.cursor == self._cursor and stream.feed_up == feed_up
-                ):
-                    if shared is None:
-                        shared = batch.select(key)
-                        shared_chunk = _chunk(shared[0]) if shared[0] else b""
-                    body, count = shared
-                    if body:
-                        sent += self._send(stream, shared_chunk if stream.chunked else body, now)
-                        events += count
-                    elif stream.last_write <= heartbeat_due:
-                        sent += self._send_body(stream, heartbeat, now)
-                    stream.cursor = head
-                    stream.generation = generation
-                    continue
-                reason, count = _out_of_step(log, stream, generation), 0
-                if reason is None:
-                    body, count = log.replay(stream.cursor, key)
-                    if len(body) > self.catch_up_bytes:
-                        reason = "lagging"  # a snapshot is shorter than what it missed
-                if reason is not None:
-                    if count:  # says how many it skipped: its own snapshot
-                        body = log.snapshot(key, reason, count)
-                    else:
-                        if (key, reason) not in snapshots:
-                            snapshots[key, reason] = log.snapshot(key, reason)
-                        body = snapshots[key, reason]
-                    count = 0
-                    snapshot_count += 1
-                    stream.cursor = head
-                else:
-                    events += count
-                    stream.cursor = max(stream.cursor, head)
-                stream.generation = generation
-                payload = body
-                if stream.feed_up != feed_up:
-                    # In the order things happened: ticks owed to a stream that was behind
-                    # came before the feed went down; a snapshot comes after it is back up.
-                    payload = status + body if feed_up else body + status
-                    stream.feed_up = feed_up
-                if not payload and stream.last_write <= heartbeat_due:
-                    payload = sse.encode(comment="heartbeat", id=log.event_id(stream.cursor))
-                if payload:
-                    sent += self._send_body(stream, payload, now)
+    def _resync(self) -> None:
+        """Every stream catches up on its own: the feed started over, went up or down, or
+        the groups lost track of the log."""
+        for group in self.subscriptions.groups.values():
+            for stream in group.in_step:
+                stream.cursor, stream.generation = group.cursor, group.generation
+                self._attention[stream] = None
+            group.in_step.clear()
+        log = self.log
+        self._generation, self._indexed = log.generation, log.head
+        self.subscriptions.reset(log.head, log.generation)
 
-        self._generation, self._cursor = generation, head
-        if events:
-            metrics.EVENTS_SENT.inc(events)
-        if snapshot_count:
-            metrics.SNAPSHOTS_SENT.inc(snapshot_count)
-        if sent:
-            metrics.BYTES_SENT.inc(sent)
+    def run(self) -> None:
+        """The sweeper greenlet: a pass when woken, giving way to the feed reader often."""
+        while not self.closing:
+            if not (self._attention or self.subscriptions.pending):
+                due = self._quiet.next_due(self.heartbeat_s)
+                wait = 1.0 if due is None else min(1.0, max(0.0, due - self.clock()))
+                self._wake.wait(timeout=wait)
+            self._wake.clear()
+            self.sweep(self.clock(), give_way=_give_way)
+            gevent.sleep(self.min_pause)
+
+    def sweep(self, now: float, give_way=None) -> None:
+        """One pass: the streams that need care of their own, then the groups with frames
+        waiting, then the heartbeats due; without blocking. ``give_way`` (the sweeper's)
+        lets the feed reader run every ``_GIVE_WAY_S``; a test calls this without it."""
+        log = self.log
+        if log.epoch is None:
+            return
+        self._index()
+        if log.feed_up != self._feed_up:
+            self._feed_up = log.feed_up
+            self._resync()  # each stream gets its status in the order things happened
+        tally = _Tally()
+        for stream in list(self._attention):
+            self._tend(stream, now, tally)
+        self.subscriptions.begin_pass()
+        slice_start = self.clock()
+        for group in self.subscriptions.due():
+            self._serve(group, now, tally)
+            if give_way is not None and self.clock() - slice_start >= _GIVE_WAY_S:
+                give_way()  # the feed reader may add frames, to groups not yet served too
+                slice_start = self.clock()
+        for stream in self._quiet.due(now - self.heartbeat_s):
+            if stream.pending is not None:
+                continue  # its remainder speaks for it; the stall check ends it if need be
+            group = stream.group
+            if stream in group.in_step:
+                group.settle(self._indexed)
+                cursor = group.cursor
+            else:
+                cursor = stream.cursor
+            tally.sent += self._send_body(
+                stream, sse.encode(comment="heartbeat", id=log.event_id(cursor)), now)
+        tally.count()
+
+    def _serve(self, group: Group, now: float, tally: _Tally) -> None:
+        """Write a group's frames to every stream in step with it."""
+        count = len(group.frames)
+        body = group.take(self._indexed)
+        if not group.in_step:
+            return
+        chunk = _chunk(body)
+        for stream in list(group.in_step):
+            tally.sent += self._send(stream, chunk if stream.chunked else body, now)
+            tally.events += count
+            if stream.pending is not None and not stream.ended:
+                # Half written: it drains, then catches up on its own.
+                del group.in_step[stream]
+                stream.cursor, stream.generation = group.cursor, group.generation
+                self._attention[stream] = None
+
+    def _tend(self, stream: Stream, now: float, tally: _Tally) -> None:
+        """Bring one stream up to its group: drain, catch up or snapshot, then join it."""
+        if stream.pending is not None and not self._drain(stream, now):
+            return
+        log, group = self.log, stream.group
+        if not group.in_step:
+            group.reset(self._indexed, self._generation)  # no one shares it: at the head
+        group.settle(self._indexed)
+        reason, count = _out_of_step(log, stream, self._generation), 0
+        if reason is None:
+            if stream.cursor > group.cursor:
+                return  # ahead of frames its group still owes: wait for the group's turn
+            body, count = log.replay(stream.cursor, stream.key, until=group.cursor)
+            if len(body) > self.catch_up_bytes:
+                reason = "lagging"  # a snapshot is shorter than what it missed
+        if reason is None:
+            stream.cursor = group.cursor
+            tally.events += count
+        else:
+            body = log.snapshot(stream.key, reason, count)
+            tally.snapshots += 1
+            stream.cursor = log.head  # joins its group once the group has caught up
+        stream.generation = self._generation
+        if stream.feed_up != self._feed_up:
+            # In the order things happened: ticks owed to a stream that was behind came
+            # before the feed went down; a snapshot comes after it is back up.
+            status = status_frame(self._feed_up)
+            body = status + body if self._feed_up else body + status
+            stream.feed_up = self._feed_up
+        if body:
+            tally.sent += self._send_body(stream, body, now)
+        if stream.pending is None and not stream.ended and stream.cursor == group.cursor:
+            del self._attention[stream]
+            group.in_step[stream] = None
 
     def _send_body(self, stream: Stream, body: bytes, now: float) -> int:
         return self._send(stream, _chunk(body) if stream.chunked else body, now)
@@ -351,7 +397,7 @@ class Fanout:
         written = self._write(stream, memoryview(data))
         if written < 0:
             return 0
-        stream.last_write = now
+        self._quiet.touch(stream, now)
         if written < len(data):
             stream.pending = memoryview(data)[written:]
             stream.stalled_since = now
@@ -395,6 +441,27 @@ class Fanout:
             self.end(stream, "gone")
             return -1
         return written
+
+
+class _Tally:
+    """What one pass wrote, for the metrics (updated once a pass, never per event)."""
+
+    __slots__ = ("events", "snapshots", "sent")
+
+    def __init__(self) -> None:
+        self.events = self.snapshots = self.sent = 0
+
+    def count(self) -> None:
+        if self.events:
+            metrics.EVENTS_SENT.inc(self.events)
+        if self.snapshots:
+            metrics.SNAPSHOTS_SENT.inc(self.snapshots)
+        if self.sent:
+            metrics.BYTES_SENT.inc(self.sent)
+
+
+def _give_way() -> None:
+    gevent.sleep(_YIELD)
 
 
 def _out_of_step(log: EventLog, stream: Stream, generation: int) -> str | None:

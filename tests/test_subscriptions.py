@@ -1,0 +1,122 @@
+"""Subscription indexing and the sweep's choice of groups and streams, pure."""
+
+from __future__ import annotations
+
+import pytest
+
+from ticker.subscriptions import Quiet, Subscriptions
+
+
+def entries(*symbols: str, start: int = 1) -> list[tuple[int, str, bytes]]:
+    return [(start + n, s, f"{s}{start + n};".encode()) for n, s in enumerate(symbols)]
+
+
+def due(subs: Subscriptions) -> list:
+    return [group.key for group in subs.due()]
+
+
+@pytest.mark.parametrize(
+    ("keys", "ticks", "dirty"),
+    [
+        ([frozenset({"A"}), frozenset({"B"})], ["A"], [frozenset({"A"})]),
+        ([frozenset({"A", "B"}), frozenset({"B"})], ["B", "A"],
+         [frozenset({"A", "B"}), frozenset({"B"})]),
+        ([frozenset({"A"}), None], ["C"], [None]),
+        ([frozenset({"A"}), frozenset({"B"})], ["C", "D"], []),
+        ([frozenset({"B"}), frozenset({"A"})], ["A", "B", "A"], [frozenset({"A"}), frozenset({"B"})]),
+    ],
+    ids=["one-of-two", "shared-symbol", "every-symbol", "nobody-wants-it", "order-of-first-tick"],
+)
+def test_a_tick_dirties_exactly_the_groups_that_want_it(keys, ticks, dirty):
+    subs = Subscriptions()
+    for key in keys:
+        subs.join(key, 0, 1)
+    subs.add(entries(*ticks))
+    subs.begin_pass()
+    assert due(subs) == dirty
+
+
+def test_a_group_gets_its_frames_in_seq_order_and_moves_to_the_head_when_served():
+    subs = Subscriptions()
+    group = subs.join(frozenset({"A", "C"}), 0, 1)
+    subs.add(entries("A", "B", "C", "A"))
+    assert group.take(4) == b"A1;C3;A4;"
+    assert (group.cursor, group.frames) == (4, [])
+
+
+def test_a_group_is_served_once_a_pass_and_what_came_after_waits_for_the_next():
+    subs = Subscriptions()
+    a, b = subs.join(frozenset({"A"}), 0, 1), subs.join(frozenset({"B"}), 0, 1)
+    subs.add(entries("A"))
+    subs.begin_pass()
+    served = []
+    for group in subs.due():
+        served.append(group.key)
+        group.take(1)
+        if group is a:  # while the sweeper writes, ticks arrive for A (served) and B (not yet)
+            subs.add(entries("A", "B", start=2))
+    assert served == [frozenset({"A"}), frozenset({"B"})], "B is reached in this pass"
+    assert a.frames == [b"A2;"] and subs.pending
+    subs.begin_pass()
+    assert due(subs) == [frozenset({"A"})]
+    assert b.frames == [], "B took its new frame in the pass that reached it"
+
+
+@pytest.mark.parametrize("streams", [1, 3])
+def test_a_group_lives_while_it_has_streams_and_its_index_goes_with_it(streams):
+    subs = Subscriptions()
+    key = frozenset({"A", "B"})
+    groups = [subs.join(key, 0, 1) for _ in range(streams)]
+    assert all(g is groups[0] for g in groups) and groups[0].size == streams
+    subs.add(entries("A"))
+    for group in groups:
+        subs.leave(group)
+    assert subs.groups == {} and not subs.pending
+    subs.add(entries("A", "B", start=2))  # no one left to want them
+    subs.begin_pass()
+    assert due(subs) == []
+
+
+def test_reset_drops_what_every_group_owed():
+    subs = Subscriptions()
+    group = subs.join(None, 0, 1)
+    subs.add(entries("A", "B"))
+    subs.reset(10, 2)
+    assert (group.frames, group.cursor, group.generation) == ([], 10, 2)
+    assert not subs.pending
+
+
+def test_settle_moves_a_group_with_nothing_owed_to_the_head_only():
+    subs = Subscriptions()
+    group = subs.join(frozenset({"A"}), 0, 1)
+    group.settle(5)
+    assert group.cursor == 5
+    subs.add(entries("A", start=6))
+    group.settle(9)
+    assert group.cursor == 5, "it still owes seq 6"
+
+
+@pytest.mark.parametrize(
+    ("writes", "before", "expected"),
+    [
+        ([("s1", 1.0), ("s2", 2.0), ("s3", 3.0)], 2.0, ["s1", "s2"]),
+        ([("s1", 1.0), ("s2", 2.0), ("s1", 5.0)], 3.0, ["s2"]),
+        ([("s1", 4.0)], 3.0, []),
+    ],
+    ids=["oldest-first", "a-write-moves-it-back", "none-due"],
+)
+def test_quiet_finds_the_streams_owed_a_heartbeat_at_its_front(writes, before, expected):
+    quiet = Quiet()
+    for stream, when in writes:
+        quiet.touch(stream, when)
+    assert quiet.due(before) == expected
+
+
+def test_quiet_forgets_and_says_when_the_next_heartbeat_is_due():
+    quiet = Quiet()
+    assert quiet.next_due(10) is None
+    quiet.touch("s1", 1.0)
+    quiet.touch("s2", 2.0)
+    assert quiet.next_due(10) == 11.0
+    quiet.forget("s1")
+    assert quiet.next_due(10) == 12.0 and quiet.due(100) == ["s2"]
