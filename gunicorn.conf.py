@@ -101,7 +101,8 @@ def child_exit(server, worker):
 
 
 def on_exit(server):
-    # Remove the metrics directory this configuration made.
+    # Remove the metrics directory this configuration made, unless a master re-executed
+    # from this one (USR2) goes on using it.
     owned = os.environ.get("TICKER_OWN_METRICS_DIR")
-    if owned:
+    if owned and not server.reexec_pid:
         shutil.rmtree(owned, ignore_errors=True)
