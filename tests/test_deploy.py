@@ -1,0 +1,312 @@
+"""The shipped deployment, run: nginx with ``deploy/nginx`` (TLS, HTTP/2) in front of a real
+market and gunicorn. Events as prompt as direct, quiet streams kept open by heartbeats past
+the proxy's read timeout, exact resume across a gunicorn reload with no 502, ten streams on
+one HTTP/2 connection, and the proxy's own limits, compression and headers.
+
+One market, gunicorn and nginx serve the whole module (the reload comes last). The
+proxy's read timeout is 3 s here and the heartbeat 1 s, so a stream kept open only by
+heartbeats shows within seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gzip
+import http.client
+import json
+import os
+import signal
+import socket
+import statistics
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import httpx
+import pytest
+
+from tests.conftest import attach_log_on_failure
+from tests.nginx_proc import Nginx, run_nginx
+from tests.observers import HealthPoller, Tape, wait_until
+from tests.procs import run_simulator
+from tests.servers import free_port, run_gunicorn
+from tests.sse_client import Parser, SSEClient
+from tests.test_restarts import assert_exact, await_new_workers, followers
+
+READ_TIMEOUT_S = 3
+SERVER_ENV = {
+    "TICKER_HEARTBEAT_S": "1",
+    "TICKER_RETRY_MS": "250",
+    # Behind the proxy every client is 127.0.0.1: the proxy limits per client instead.
+    "TICKER_MAX_STREAMS_PER_CLIENT": "1000",
+}
+STREAM_LIMIT = 50  # limit_conn on /stream in deploy/nginx/ticker.conf
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    """The market (20 symbols, 50 ticks/s), its tape, gunicorn (2 workers) and nginx."""
+    tmp_path = tmp_path_factory.mktemp("deploy")
+    with run_simulator(tmp_path, "--seed", "5", "--symbols", "20", "--rate", "50") as market:
+        tape = Tape(market.path).start()
+        try:
+            with run_gunicorn(tmp_path, market.feed, workers=2, env=SERVER_ENV) as web, \
+                    run_nginx(tmp_path, web.port, read_timeout=f"{READ_TIMEOUT_S}s") as proxy:
+                yield market, tape, web, proxy
+        finally:
+            tape.stop()
+
+
+@pytest.fixture
+def logs(request, stack):
+    """The stack, with every process's log attached to the report of a test that failed."""
+    yield stack
+    market, _, web, proxy = stack
+    for title, output in (("simulator log", market.output), ("gunicorn log", web.output),
+                          ("nginx error log", proxy.output)):
+        attach_log_on_failure(request, title, output)
+
+
+def proxied(proxy: Nginx, path: str, **kwargs) -> SSEClient:
+    """A stream through nginx over TLS (HTTP/1.1)."""
+    return SSEClient(proxy.url, path, ssl_context=proxy.trusting(), **kwargs)
+
+
+def https_get(proxy: Nginx, path: str, headers: dict | None = None):
+    """``(status, headers, body)`` of one request to nginx over TLS."""
+    connection = http.client.HTTPSConnection("127.0.0.1", proxy.tls_port,
+                                             context=proxy.trusting(), timeout=10)
+    try:
+        connection.request("GET", path, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, response.headers, response.read()
+    finally:
+        connection.close()
+
+
+def established(port: int) -> int:
+    """TCP connections established to ``port`` on this machine, server side."""
+    lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    return sum(1 for line in lines
+               if line.split()[1].endswith(f":{port:04X}") and line.split()[3] == "01")
+
+
+def test_events_arrive_through_the_proxy_as_promptly_as_direct(logs):
+    _, _, web, proxy = logs
+    delays: dict[str, list[float]] = {"direct": [], "proxied": []}
+
+    def measure(name: str, client: SSEClient) -> None:
+        # Milliseconds from the market producing a tick to this client reading it.
+        with client:
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                try:
+                    event = client.next(0.5)
+                except TimeoutError:
+                    continue
+                if event.type == "price":
+                    delays[name].append(time.time() * 1000 - event.json()["ts"])
+
+    threads = [threading.Thread(target=measure, args=("direct", SSEClient(web.url, "/stream"))),
+               threading.Thread(target=measure, args=("proxied", proxied(proxy, "/stream")))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(15)
+    assert min(map(len, delays.values())) > 100, {k: len(v) for k, v in delays.items()}
+    direct, through = (statistics.median(delays[k]) for k in ("direct", "proxied"))
+    assert through <= direct + 5, f"p50 {through:.1f} ms through nginx, {direct:.1f} ms direct"
+
+
+def silent_upstream() -> tuple[socket.socket, threading.Event]:
+    """A server that starts an event stream, sends one comment, then says nothing: what
+    nginx's read timeout is for. Stopped by setting the event."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    done = threading.Event()
+
+    def serve() -> None:
+        with listener:
+            connection, _ = listener.accept()
+            with connection:
+                connection.recv(65536)
+                connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                                   b"Transfer-Encoding: chunked\r\n\r\n4\r\n: \n\n\r\n")
+                done.wait(30)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return listener, done
+
+
+def test_a_quiet_stream_outlives_the_proxy_read_timeout(request, tmp_path):
+    # One tick every 100 s on average: the stream carries heartbeats only. Beside it, the
+    # same nginx configuration in front of an upstream that goes silent shows the timeout
+    # is real: that stream is cut after 3 s.
+    listener, release = silent_upstream()
+    with run_simulator(tmp_path, "--seed", "2", "--symbols", "5", "--rate", "0.01") as market, \
+            run_gunicorn(tmp_path, market.feed, workers=1, env=SERVER_ENV) as web, \
+            run_nginx(tmp_path, web.port, read_timeout=f"{READ_TIMEOUT_S}s") as proxy, \
+            run_nginx(tmp_path, listener.getsockname()[1],
+                      read_timeout=f"{READ_TIMEOUT_S}s") as control:
+        try:
+            quiet, cut = proxied(proxy, "/stream"), proxied(control, "/stream")
+            took: dict[str, float] = {}
+
+            def read(name: str, client: SSEClient) -> None:
+                # How long until the stream ended; the whole wait if it did not.
+                started = time.monotonic()
+                with client, contextlib.suppress(TimeoutError):
+                    client.read_to_end(3 * READ_TIMEOUT_S + 0.5)
+                took[name] = time.monotonic() - started
+
+            readers = [threading.Thread(target=read, args=("quiet", quiet)),
+                       threading.Thread(target=read, args=("cut", cut))]
+            for reader in readers:
+                reader.start()
+            for reader in readers:
+                reader.join(20)
+            assert quiet.status == 200 and not quiet.ended, f"ended after {took['quiet']:.1f} s"
+            assert took["quiet"] >= 3 * READ_TIMEOUT_S
+            assert quiet.parser.comments.count(" heartbeat") >= 2 * READ_TIMEOUT_S
+            assert cut.ended and READ_TIMEOUT_S - 0.5 < took["cut"] < READ_TIMEOUT_S + 3
+            assert "upstream timed out" in control.output()
+            assert "upstream timed out" not in proxy.output()
+        finally:
+            release.set()
+            for title, output in (("gunicorn log", web.output), ("nginx error log",
+                                                                 proxy.output)):
+                attach_log_on_failure(request, title, output)
+
+
+def test_ten_streams_share_one_http2_connection_all_live(logs):
+    _, tape, _, proxy = logs
+    symbols = tape.universe[:10]
+    live: list[tuple[str, int, str]] = []
+    all_live = asyncio.Event()
+    connections: list[int] = []
+
+    async def watch(client: httpx.AsyncClient, symbol: str) -> None:
+        async with client.stream("GET", f"/stream/{symbol}") as response:
+            parser = Parser()
+            async for chunk in response.aiter_bytes():
+                prices = [e for e in parser.feed(chunk) if e.type == "price"]
+                if prices and not any(s == symbol for _, _, s in live):
+                    live.append((response.http_version, response.status_code, symbol))
+                    if len(live) == len(symbols):
+                        # Every stream is open and has had a price: count the connections.
+                        connections.append(established(proxy.tls_port))
+                        all_live.set()
+                if all_live.is_set():
+                    return
+
+    async def main() -> None:
+        async with httpx.AsyncClient(http2=True, verify=proxy.trusting(), base_url=proxy.url,
+                                     timeout=10) as client:
+            await asyncio.wait_for(
+                asyncio.gather(*(watch(client, symbol) for symbol in symbols)), 20)
+
+    asyncio.run(main())
+    assert sorted(s for _, _, s in live) == sorted(symbols)
+    assert {(version, status) for version, status, _ in live} == {("HTTP/2", 200)}
+    assert connections == [1], "ten HTTP/2 streams, one TCP connection"
+    logged = [line for line in proxy.access_log().splitlines() if "GET /stream/" in line]
+    assert len(logged) >= 10 and all("HTTP/2.0" in line for line in logged[-10:])
+
+
+def test_streams_per_client_address_are_limited_at_the_proxy(logs):
+    _, _, _, proxy = logs
+
+    async def main() -> tuple[list[int], httpx.Response]:
+        async with httpx.AsyncClient(http2=True, verify=proxy.trusting(), base_url=proxy.url,
+                                     timeout=10) as client:
+            held = await asyncio.gather(*(
+                client.send(client.build_request("GET", "/stream"), stream=True)
+                for _ in range(STREAM_LIMIT)))
+            try:
+                return [r.status_code for r in held], await client.get("/stream")
+            finally:
+                for response in held:
+                    await response.aclose()
+
+    statuses, refused = asyncio.run(main())
+    assert statuses == [200] * STREAM_LIMIT
+    assert refused.status_code == 503 and refused.headers["Retry-After"] == "1"
+    assert "address" in refused.json()["error"]
+
+
+def test_the_api_is_rate_limited_per_client_address(logs):
+    _, _, _, proxy = logs
+    connection = http.client.HTTPSConnection("127.0.0.1", proxy.tls_port,
+                                             context=proxy.trusting(), timeout=10)
+    statuses, refusals = [], []
+    try:
+        for _ in range(60):
+            connection.request("GET", "/api/symbols")
+            response = connection.getresponse()
+            body = response.read()
+            statuses.append(response.status)
+            if response.status != 200:
+                refusals.append((response.headers["Content-Type"], body))
+    finally:
+        connection.close()
+    assert set(statuses) == {200, 503}
+    assert statuses.count(200) >= 20, "the burst is let through"
+    content_type, body = refusals[0]
+    assert content_type == "application/json" and "address" in json.loads(body)["error"]
+
+
+def test_compression_headers_and_resume_through_the_proxy(logs):
+    _, _, _, proxy = logs
+    zipped = {"Accept-Encoding": "gzip"}
+    status, headers, body = https_get(proxy, "/api/symbols", zipped)
+    assert status == 200 and headers["Content-Encoding"] == "gzip"
+    assert json.loads(gzip.decompress(body))
+    status, headers, _ = https_get(proxy, "/static/app.js", zipped)
+    assert status == 200 and headers["Content-Encoding"] == "gzip"
+    status, headers, body = https_get(proxy, "/healthz")
+    assert status == 200 and json.loads(body)["feed"] == "up"
+    for name in ("Strict-Transport-Security", "X-Content-Type-Options", "X-Frame-Options",
+                 "Referrer-Policy", "Content-Security-Policy"):
+        assert headers[name], name
+
+    with proxied(proxy, "/stream", headers=zipped) as stream:
+        assert stream.status == 200
+        assert stream.headers["Content-Type"].startswith("text/event-stream")
+        assert stream.headers["X-Accel-Buffering"] == "no"
+        assert "Content-Encoding" not in stream.headers, "never compressed"
+        stream.read_until(lambda e: e.type == "price", timeout=10)
+        last_id = stream.parser.last_event_id
+    time.sleep(0.3)  # ticks pass while away
+    with proxied(proxy, "/stream", last_event_id=last_id) as stream:
+        first = stream.next(type="price", timeout=10)
+        # Last-Event-ID reached the app: a replay from the next tick on, no snapshot.
+        assert "snapshot" not in {e.type for e in stream.events}
+        assert first.json()["seq"] == int(last_id.rsplit("-", 1)[1]) + 1
+
+
+def test_nginx_answers_json_503_while_gunicorn_is_down(tmp_path):
+    with run_nginx(tmp_path, free_port()) as proxy:
+        status, headers, body = https_get(proxy, "/healthz")
+        assert status == 503 and headers["Retry-After"] == "2"
+        assert headers["Content-Type"] == "application/json"
+        assert "not reachable" in json.loads(body)["error"]
+
+
+def test_resume_through_the_proxy_is_exact_across_a_reload_with_no_502(logs):
+    _, tape, web, proxy = logs
+    health = HealthPoller(proxy.plain_port).start()
+    try:
+        with followers(tape, SimpleNamespace(url=proxy.plain_url)) as clients:
+            time.sleep(0.5)
+            old = set(web.worker_pids())
+            os.kill(web.proc.pid, signal.SIGHUP)
+            await_new_workers(web, old)
+            wait_until(lambda: not any(Path(f"/proc/{pid}").exists() for pid in old), 10,
+                       "the old workers' exit")
+            time.sleep(1.0)
+            health.stop()
+            assert_exact(tape, clients, also=health.problems())
+            assert all(len(c.connections) >= 2 for c in clients), "each resumed at least once"
+    finally:
+        health.stop()
