@@ -135,8 +135,11 @@ class _Turn:
         if self._iterations != self._seen:
             self._seen, self._since = self._iterations, time.perf_counter()
         elif time.perf_counter() - self._since > TURN_S:
-            # A positive sleep resumes only after the loop has polled; zero might not.
-            gevent.sleep(0.0001)
+            # A timer due at once: the loop polls (without blocking) before it fires.
+            # gevent.sleep(0) might resume before any poll; a positive sleep waits 1 ms.
+            hub = gevent.get_hub()
+            with hub.loop.timer(0) as timer:
+                hub.wait(timer)
 
 
 _turn = _Turn()
