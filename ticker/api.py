@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from ticker import access, metrics
+from ticker.errors import ApiError
 from ticker.eventlog import EventLog
 from ticker.listing import Listing
 from ticker.validation import parse_symbols
@@ -13,6 +16,7 @@ __all__ = ["bp"]
 
 bp = Blueprint("api", __name__)
 
+_RETRY_AFTER_S = 5
 _LISTING_KEY = "ticker.listing"  # app.extensions: (universe, epoch, Listing) last served
 
 
@@ -58,6 +62,34 @@ def snapshot() -> Response:
         request.args.get("symbols"), service.log, service.config.max_symbols, access.granted()
     )
     return jsonify(service.log.quote_list(chosen))
+
+
+@bp.get("/api/candles/<symbol>")
+def candles(symbol: str) -> Response:
+    """Today's one-minute candles of one symbol, from the market itself, so that every
+    worker of every instance answers the same: ``[t, open, high, low, close, volume]``."""
+    service = current_app.extensions["ticker"]
+    if "," in symbol:
+        raise ApiError(400, "one symbol per /api/candles/<SYMBOL>")
+    [chosen] = parse_symbols(symbol, service.log, 1, access.granted())
+    answer = service.feed.ask({"op": "candles", "symbol": chosen})
+    if answer is None or answer.get("type") != "reply":
+        raise ApiError(503, "the market did not answer", retry_after=_RETRY_AFTER_S)
+    rows, interval = answer.get("candles"), answer.get("interval")
+    if not _candles(rows) or isinstance(interval, bool) or not isinstance(interval, int):
+        raise ApiError(503, "the market sent candles that cannot be read",
+                       retry_after=_RETRY_AFTER_S)
+    return jsonify(symbol=chosen, interval=interval, candles=rows)
+
+
+def _candles(rows: object) -> bool:
+    """Whether ``rows`` are candles: lists of six finite numbers."""
+    return isinstance(rows, list) and all(
+        isinstance(row, list) and len(row) == 6
+        and all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+                for v in row)
+        for row in rows
+    )
 
 
 @bp.get("/healthz")

@@ -30,9 +30,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import gevent
+import redis
 from gevent.event import AsyncResult, Event
 
-from simulator import address, wire
+from simulator import address, redis_feed, wire
 from ticker import metrics, sources
 from ticker.eventlog import EventLog, GapError
 from ticker.sources import FeedLost
@@ -70,6 +71,18 @@ class _Hello:
     universe: list[dict]
     rate: float
     oldest: int | None
+    count: int  # companies in the universe: the hello's own, then "universe" pieces
+
+    @property
+    def whole(self) -> bool:
+        return len(self.universe) >= self.count
+
+
+@dataclass
+class _Snapshot:
+    seq: int
+    quotes: list[dict]
+    count: int  # quotes in all: the snapshot's own, then "quotes" pieces
 
 
 class FeedReader:
@@ -93,9 +106,11 @@ class FeedReader:
         self.ready = Event()
         self._connection = sources.Connection(self.address, log, secret)
         self._hello: _Hello | None = None
+        self._snapshot_part: _Snapshot | None = None  # a snapshot still coming in pieces
         self._synced = False  # the snapshot of this connection is applied
         self._held: list[dict] | None = None  # live ticks waiting for a gap to be filled
         self._replays: dict[int, _Replay] = {}
+        self._answers: dict[int, AsyncResult] = {}  # one-line requests in flight
         self._ids = itertools.count(1)
         self._newest_ts = 0
 
@@ -120,7 +135,7 @@ class FeedReader:
 
     def _session(self) -> None:
         """One connection's life: apply each batch of messages, then wake the fan-out."""
-        self._hello, self._synced = None, False
+        self._hello, self._snapshot_part, self._synced = None, None, False
         for batch in self._connection.batches():
             for item in batch:
                 if isinstance(item, wire.WireError):
@@ -137,9 +152,12 @@ class FeedReader:
         """The connection is gone: requests in flight will never be answered (a gap or a
         fill left undone is taken up again by the next connection)."""
         replays, self._replays = self._replays, {}
-        self._hello, self._synced, self._held = None, False, None
+        answers, self._answers = self._answers, {}
+        self._hello, self._snapshot_part, self._synced, self._held = None, None, False, None
         for replay in replays.values():
             replay.done(None)
+        for answer in answers.values():
+            answer.set(None)
 
     # Messages -----------------------------------------------------------------------
 
@@ -155,13 +173,19 @@ class FeedReader:
                 self._tick(wire.parse_quote(message))
             elif kind == "hello":
                 self._hello = _parse_hello(message)
+            elif kind == "universe" and "id" not in message:
+                self._universe_piece(message)
             elif kind == "snapshot":
-                self._snapshot(message)
+                self._snapshot_piece(_parse_snapshot(message))
+            elif kind == "quotes":
+                self._quotes_piece(message)
             elif kind == "replay":
                 self._replay_piece(message)
             elif kind in ("reply", "error") and message.get("id") in self._replays:
                 replay = self._replays.pop(message["id"])
                 replay.done(replay.result(message.get("count")) if kind == "reply" else None)
+            elif kind in ("reply", "error") and message.get("id") in self._answers:
+                self._answers.pop(message["id"]).set(message)
             elif kind == "error":
                 logger.warning("feed reported: %s", str(message.get("error"))[:200])
         except wire.WireError as exc:
@@ -194,11 +218,34 @@ class FeedReader:
         except wire.WireError:
             replay.broken = True
 
-    def _snapshot(self, message: dict) -> None:
+    def _universe_piece(self, message: dict) -> None:
         hello = self._hello
-        if hello is None:
-            raise FeedLost("snapshot before hello")
-        seq, quotes = wire.parse_snapshot(message)
+        if hello is None or hello.whole:
+            raise FeedLost("a universe piece out of place")
+        _, _, more = wire.parse_hello({"epoch": hello.epoch, "seq": 0, **message})
+        hello.universe.extend(more)
+
+    def _snapshot_piece(self, snapshot: _Snapshot) -> None:
+        hello = self._hello
+        if hello is None or not hello.whole:
+            raise FeedLost("snapshot before the whole hello")
+        self._snapshot_part = snapshot
+        if len(snapshot.quotes) >= snapshot.count:
+            self._snapshot()
+
+    def _quotes_piece(self, message: dict) -> None:
+        part = self._snapshot_part
+        if part is None:
+            raise FeedLost("a quotes piece out of place")
+        _, more = wire.parse_snapshot({"seq": part.seq, **message})
+        part.quotes.extend(more)
+        if len(part.quotes) >= part.count:
+            self._snapshot()
+
+    def _snapshot(self) -> None:
+        hello, part = self._hello, self._snapshot_part
+        seq, quotes = part.seq, part.quotes
+        self._snapshot_part = None
         self._synced = True
         log = self.log
         same = log.epoch == hello.epoch and set(log.universe) == {
@@ -272,6 +319,26 @@ class FeedReader:
         except FeedLost:
             self._replays.pop(number).done(None)
 
+    def ask(self, message: dict) -> dict | None:
+        """One request to the market and its one-line answer (a reply or an error), or
+        None if the market cannot be asked now or did not answer in ``HISTORY_TIMEOUT``."""
+        if isinstance(self.address, address.RedisAddress):
+            try:
+                return redis_feed.request(self.address.url, message, HISTORY_TIMEOUT)
+            except (LookupError, redis.RedisError):
+                return None
+        number = next(self._ids)
+        answer: AsyncResult = AsyncResult()
+        self._answers[number] = answer
+        try:
+            self._connection.send({**message, "id": number})
+        except FeedLost:
+            self._answers.pop(number, None)
+            return None
+        answer.wait(HISTORY_TIMEOUT)
+        self._answers.pop(number, None)
+        return answer.value if answer.ready() else None
+
     def history(self, after: int, until: int) -> list[dict] | None:
         """The ticks ``after < seq <= until`` from the source, or None if it lacks any.
 
@@ -290,6 +357,14 @@ class FeedReader:
         return answer.value if answer.ready() else None
 
 
+def _count(message: dict, listed: int) -> int:
+    """How many items a message split into pieces has in all (one piece: what it lists)."""
+    count = message.get("count", listed)
+    if isinstance(count, bool) or not isinstance(count, int) or count < listed:
+        raise wire.WireError("count must be an integer, at least what the first piece lists")
+    return count
+
+
 def _parse_hello(message: dict) -> _Hello:
     epoch, _, universe = wire.parse_hello(message)
     rate, oldest = message.get("rate"), message.get("oldest")
@@ -297,7 +372,12 @@ def _parse_hello(message: dict) -> _Hello:
         rate = 0.0
     if isinstance(oldest, bool) or not isinstance(oldest, int) or oldest < 0:
         oldest = None
-    return _Hello(epoch, universe, float(rate), oldest)
+    return _Hello(epoch, universe, float(rate), oldest, _count(message, len(universe)))
+
+
+def _parse_snapshot(message: dict) -> _Snapshot:
+    seq, quotes = wire.parse_snapshot(message)
+    return _Snapshot(seq, quotes, _count(message, len(quotes)))
 
 
 def _quotes(ticks: list[dict] | None) -> list[dict] | None:

@@ -107,8 +107,10 @@ def _connect(url: str) -> redis.Redis:
     return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
 
 
-def _decode(line: bytes) -> dict | wire.WireError:
-    [item] = wire.Decoder().feed(line + b"\n") or [wire.WireError("empty entry")]
+def _decode(value: bytes) -> dict | wire.WireError:
+    """One message kept in Redis; a value has no line limit (a hello of 10,000 companies)."""
+    [item] = wire.Decoder(max_line=len(value) + 1).feed(value + b"\n") or [
+        wire.WireError("empty entry")]
     return item
 
 
