@@ -12,13 +12,16 @@ the pump hands its ticks to, before the requester's reply.
 from __future__ import annotations
 
 import itertools
+import json
 import logging
+import math
 import time
 from collections.abc import Callable, Iterator
 
 from simulator import wire
+from simulator.candles import reply_line
 from simulator.exchange import Exchange
-from simulator.model import MarketError
+from simulator.model import MarketError, UnknownSymbol
 from simulator.replay import pieces
 
 __all__ = ["Dispatcher"]
@@ -38,6 +41,8 @@ class Dispatcher:
         from ``who`` (for the log)."""
         if isinstance(item, wire.WireError):
             return iter([wire.encode(wire.error(str(item)))])
+        if item.get("op") == "candles":
+            return iter([self._candles(item)])
         try:
             request = wire.parse_request(item)
         except wire.WireError as exc:
@@ -62,6 +67,22 @@ class Dispatcher:
                  quote["seq"])
         return wire.reply(request.id, quote=quote)
 
+    def _candles(self, message: dict) -> bytes:
+        """The most recent one-minute candles of one symbol that fit in the answer line."""
+        request_id, symbol = message.get("id"), message.get("symbol")
+        if not _plain_id(request_id):
+            return wire.encode(wire.error("id must be a string or a finite number"))
+        if len(json.dumps(request_id)) > wire.MAX_REPLAY_ID:  # leaves the candles room
+            reason = f"a candles request's id must be at most {wire.MAX_REPLAY_ID} bytes of JSON"
+            return wire.encode(wire.error(reason, request_id))
+        if not isinstance(symbol, str) or not symbol:
+            return wire.encode(wire.error("candles needs a symbol", request_id))
+        try:
+            rows = self.exchange.candles.rows(symbol)
+        except UnknownSymbol as exc:
+            return wire.encode(wire.error(str(exc), request_id))
+        return reply_line(symbol, rows, request_id)
+
     def _replay(self, request: wire.ReplayRequest) -> Iterator[bytes]:
         replay, seq = self.exchange.replay, self.exchange.market.seq
         after = request.after
@@ -75,6 +96,13 @@ class Dispatcher:
         lines = replay.between(after, until)
         done = wire.reply(request.id, after=after, until=until, count=len(lines))
         return itertools.chain(pieces(lines, request.id), [wire.encode(done)])
+
+
+def _plain_id(value: object) -> bool:
+    """Whether ``value`` may be a request's id: absent, a string or a finite number."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return value is None or isinstance(value, str | int) and not isinstance(value, bool)
 
 
 def _echo_id(message: dict) -> object:

@@ -5,8 +5,10 @@ The file is newline-delimited JSON, like the feed. Its first line is a header:
 "model":{...},"ticks":K}``, where ``universe`` lists each company with the parameters of
 its walk and ``model`` is ``Market.state()`` (seq, clock, random generator, every stock's
 exact price and quote). Then come the K ticks of the replay, oldest first, exactly the
-lines the market published. A file is written whole or not at all: into a temporary file
-beside it, flushed to disk, then renamed over it.
+lines the market published, then one line ``{"type":"candles","symbol":...,"candles":[...]}``
+per symbol with candles (``"candles":C`` in the header counts them; absent, none). A file
+is written whole or not at all: into a temporary file beside it, flushed to disk, then
+renamed over it.
 """
 
 from __future__ import annotations
@@ -43,10 +45,13 @@ def save(path: str | os.PathLike, exchange: Exchange, seed: int) -> None:
         StateError: the file cannot be written.
     """
     market, replay = exchange.market, exchange.replay
+    candles = [wire.encode({"type": "candles", "symbol": symbol, "candles": rows})
+               for symbol, rows in exchange.candles.saved()]
     header = {
         "type": "market-state", "version": VERSION, "epoch": exchange.epoch, "seed": seed,
         "rate": market.rate, "universe": [dataclasses.asdict(c) for c in exchange.universe],
         "model": market.state(), "ticks": len(replay),
+        "candles": len(candles),
     }
     path = Path(path)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -55,6 +60,7 @@ def save(path: str | os.PathLike, exchange: Exchange, seed: int) -> None:
             file.write(json.dumps(header, separators=(",", ":"), allow_nan=False).encode())
             file.write(b"\n")
             file.writelines(line for _, line in replay.entries())
+            file.writelines(candles)
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
@@ -119,8 +125,11 @@ def _restore(header_line: bytes, lines: list[bytes], rate: float | None, max_tic
         raise _Corrupt("bad universe")
     market = Market.restore(universe, header["model"],
                             rate=header["rate"] if rate is None else rate)
-    if len(lines) != header["ticks"]:
-        raise _Corrupt(f"{header['ticks']} ticks announced, {len(lines)} found")
+    candles = lines[header["ticks"]:]
+    lines = lines[:header["ticks"]]
+    if len(lines) != header["ticks"] or len(candles) != header.get("candles", 0):
+        raise _Corrupt(f"{header['ticks']} ticks and {header.get('candles', 0)} candle lines "
+                       f"announced, {len(lines) + len(candles)} lines found")
     replay = Replay(max_ticks, max_age_ms, market.seq - len(lines))
     for line in lines:
         tick = json.loads(line)
@@ -133,5 +142,11 @@ def _restore(header_line: bytes, lines: list[bytes], rate: float | None, max_tic
     if replay.seq != market.seq:
         raise _Corrupt("the replay does not end at the market's seq")
     replay.trim(time.time_ns() // 1_000_000)
-    return Exchange(market, universe, replay, epoch), seed
+    exchange = Exchange(market, universe, replay, epoch)
+    for line in candles:
+        saved = json.loads(line)
+        if saved.get("type") != "candles":
+            raise _Corrupt("a candles line is not candles")
+        exchange.candles.restore(saved["symbol"], saved["candles"])
+    return exchange, seed
 
