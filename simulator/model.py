@@ -7,7 +7,10 @@ wall-clock ``ts`` to stamp on it. Given the same universe and seed, the ticks (w
 which symbol, what price) are the same on every run, however the caller schedules them.
 
 Ticks arrive as a Poisson process at ``rate`` ticks per second across the market, each
-for a symbol drawn uniformly, so every symbol also ticks as a Poisson process. A tick
+for a symbol drawn in proportion to its company's ``activity`` (an alias table: one uniform
+draw and O(1) work a tick, whatever the number of symbols), so every symbol also ticks as a
+Poisson process, at ``rate * activity / sum of activities``. With every activity 1.0 the
+draw is the plain uniform one, so such a market ticks exactly as before activity. A tick
 moves its stock by geometric Brownian motion over the market time since that stock's
 own previous tick; market time runs ``speed`` times faster than real time, so a day's
 worth of movement happens in a few minutes on screen.
@@ -30,6 +33,7 @@ __all__ = [
     "Market",
     "MarketError",
     "UnknownSymbol",
+    "alias_table",
 ]
 
 TRADING_YEAR = 252 * 6.5 * 3600  # seconds of trading in a year, the unit of drift and volatility
@@ -49,6 +53,31 @@ class UnknownSymbol(MarketError, LookupError):
 
 class BadPrice(MarketError):
     pass
+
+
+def alias_table(weights: Sequence[float]) -> tuple[list[float], list[int]]:
+    """Walker's alias table (Vose's construction) for drawing index ``i`` with probability
+    ``weights[i] / sum(weights)`` in O(1): draw a column ``i`` uniformly, keep it with
+    probability ``keep[i]``, else take ``alias[i]``. Weights all 1.0 keep every column.
+
+    Raises:
+        ValueError: a weight is not a finite positive number.
+    """
+    count = len(weights)
+    if not all(weight > 0 and math.isfinite(weight) for weight in weights):
+        raise ValueError("every activity must be a finite positive number")
+    total = math.fsum(weights)
+    scaled = [weight * count / total for weight in weights]
+    keep, alias = [1.0] * count, list(range(count))
+    small = [i for i, p in enumerate(scaled) if p < 1.0]
+    large = [i for i, p in enumerate(scaled) if p >= 1.0]
+    while small and large:
+        less, more = small.pop(), large[-1]
+        keep[less], alias[less] = scaled[less], more
+        scaled[more] -= 1.0 - scaled[less]
+        if scaled[more] < 1.0:
+            small.append(large.pop())
+    return keep, alias  # what is left in either list is 1.0 up to rounding: kept whole
 
 
 class _Stock:
@@ -97,6 +126,9 @@ class Market:
         self._stocks = [_Stock(company) for company in universe]
         self._by_symbol = {stock.symbol: stock for stock in self._stocks}
         self._count = len(self._stocks)
+        keep, alias = alias_table([company.activity for company in universe])
+        self._keep = keep
+        self._alias = [self._stocks[i] for i in alias]
         for stock in self._stocks:
             self._publish(stock, 0, ts, seq=0)
         self.due = -log(1.0 - rng.random()) * self._mean_gap
@@ -152,7 +184,11 @@ class Market:
         random = self._random
         now = self.time = self.due
         self.due = now - log(1.0 - random()) * self._mean_gap  # exponential inter-arrival
-        stock = self._stocks[int(random() * self._count)]
+        # One draw picks a column and, with its fraction, the column's own stock or its alias.
+        column = random() * self._count
+        index = int(column)
+        stock = (self._stocks[index] if column - index < self._keep[index]
+                 else self._alias[index])
         years = (now - stock.last_time) * self._years_per_second
         stock.last_time = now
         shock = stock.sigma * sqrt(years) * self._gauss(0.0, 1.0)

@@ -1,4 +1,5 @@
-"""The market model: replayable, statistically a GBM under a Poisson clock, never absurd."""
+"""The market model: replayable, statistically a GBM under a Poisson clock, never absurd,
+each symbol ticking as often as its activity says."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from simulator.model import (
     Market,
     MarketError,
     UnknownSymbol,
+    alias_table,
 )
 from simulator.universe import Company
 from simulator.wire import QUOTE_FIELDS
@@ -111,6 +113,44 @@ def test_ticks_arrive_as_a_poisson_process():
     per_symbol = Counter(q["symbol"] for _, q in ticks)
     assert len(per_symbol) == 25
     assert all(abs(count - 800) < 130 for count in per_symbol.values())  # 800 +- 4.5 sd
+
+
+@pytest.mark.parametrize("weights", [
+    [1.0], [1.0, 1.0, 1.0], [1.0, 3.0], [5.0, 1.0, 1.0, 1.0], [0.2, 0.3, 7.5, 0.01, 2.0],
+    universe.activity(1000, seed=3),
+])
+def test_the_alias_table_gives_each_symbol_its_weight(weights):
+    keep, alias = alias_table(weights)
+    count = len(weights)
+    chance = [k / count for k in keep]
+    for column, target in enumerate(alias):
+        chance[target] += (1 - keep[column]) / count
+    total = sum(weights)
+    assert chance == pytest.approx([w / total for w in weights], abs=1e-12)
+
+
+def test_equal_activity_is_the_plain_uniform_draw():
+    assert alias_table([1.0] * 7) == ([1.0] * 7, list(range(7)))
+
+
+@pytest.mark.parametrize("weights", [[1.0, 0.0], [1.0, -1.0], [1.0, math.nan], [math.inf]])
+def test_an_activity_must_be_finite_and_positive(weights):
+    with pytest.raises(ValueError, match="activity"):
+        alias_table(weights)
+
+
+def test_each_symbol_ticks_as_often_as_its_activity_says():
+    listed = universe.create(400, seed=8)
+    ticks = 200_000
+    market = Market(listed, random.Random(8), rate=1000)
+    per_symbol = Counter(market.next_tick(TS)["symbol"] for _ in range(ticks))
+    total = sum(c.activity for c in listed)
+    for company in listed:
+        share = company.activity / total
+        expected = ticks * share
+        assert abs(per_symbol[company.symbol] - expected) < 5 * math.sqrt(expected * (1 - share))
+    busiest = sorted(per_symbol.values(), reverse=True)[:4]  # the top 1 % of 400 symbols
+    assert sum(busiest) > 0.05 * ticks  # take over 5 times their even share
 
 
 def test_log_returns_follow_geometric_brownian_motion():
