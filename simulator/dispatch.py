@@ -1,7 +1,8 @@
 """The one answer to a request line, whichever transport brought it (socket or Redis).
 
 Every request gets one answer line, except a replay, which gets its ticks in pieces and
-then one reply (or one error and nothing else). The answer comes back as an iterator of
+then one reply (or one error and nothing else), and ``symbols``, whose reply a large
+universe follows in ``universe`` pieces. The answer comes back as an iterator of
 lines the transport sends in order: lazy, so a long replay can be sent a piece at a time
 with the event loop running between pieces. Everything the answer depends on (which
 ticks a replay covers, what an inject did) is settled when ``answer`` returns, not as the
@@ -49,12 +50,11 @@ class Dispatcher:
             return iter([wire.encode(wire.error(str(exc), _echo_id(item)))])
         if isinstance(request, wire.ReplayRequest):
             return self._replay(request)
+        if isinstance(request, wire.SymbolsRequest):  # a reply, then the universe in pieces
+            return iter(wire.symbols_reply(request.id, self.exchange.listing))
         return iter([wire.encode(self._one(request, who))])
 
-    def _one(self, request: wire.InjectRequest | wire.SymbolsRequest | wire.AuthRequest,
-             who: str) -> dict:
-        if isinstance(request, wire.SymbolsRequest):
-            return wire.reply(request.id, universe=self.exchange.listing)
+    def _one(self, request: wire.InjectRequest | wire.AuthRequest, who: str) -> dict:
         if isinstance(request, wire.AuthRequest):  # admitted already: nothing more to check
             return wire.reply(request.id, ok=True)
         market = self.exchange.market

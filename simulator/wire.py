@@ -11,6 +11,11 @@ newline without ever being held in memory whole.
 The same module validates what each side receives: requests (``parse_request``) on the
 market side, and hello, snapshot and tick messages (``parse_quote`` and friends) on the
 subscriber side, so a misbehaving source can never put garbage into a stream.
+
+A message that lists the whole market (hello, snapshot, the ``symbols`` reply) carries
+``count``, its list's full length, and goes out as ``split`` cuts it: itself with as many
+items as fit a line, then pieces of the rest (``universe`` or ``quotes`` lines), each line
+under ``MAX_LINE``. A small market's message is one line, exactly as ``encode`` makes it.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,8 +46,11 @@ __all__ = [
     "parse_quote",
     "parse_request",
     "parse_snapshot",
+    "missing",
     "reply",
     "snapshot",
+    "split",
+    "symbols_reply",
     "tick",
 ]
 
@@ -131,22 +140,81 @@ class Decoder:
             return [exc]
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+
+
 def encode(message: dict) -> bytes:
     """One message as one line: compact JSON, UTF-8, newline-terminated."""
-    return json.dumps(message, separators=(",", ":"), allow_nan=False).encode() + b"\n"
+    return _ENCODER.encode(message).encode() + b"\n"
+
+
+def split(message: dict, piece: dict, limit: int = MAX_LINE) -> list[bytes]:
+    """``message``, whose last field is a list, as lines of at most ``limit`` bytes each,
+    newline included: ``message`` with the first items of the list that fit, then lines
+    ``{**piece, key: [...]}`` with the rest, in order, each as full as it can be. When all
+    fits, the one line is ``encode(message)``.
+
+    Example: ``split(hello(...), {"type": "universe"})``.
+
+    Raises:
+        ValueError: an item cannot fit in a line of its own.
+    """
+    key = next(reversed(message))
+    lines: list[bytes] = []
+    head = _ENCODER.encode({**message, key: []}).encode()[:-2]  # up to and with the "["
+    batch: list[bytes] = []
+    room = limit - len(head) - len(b"]}\n") + 1  # +1: no comma before the first item
+    for item in message[key]:
+        encoded = _ENCODER.encode(item).encode()
+        if len(encoded) + 1 > room:
+            if not batch:
+                raise ValueError(f"an item of {key!r} does not fit in a line")
+            lines.append(head + b",".join(batch) + b"]}\n")
+            head = _ENCODER.encode({**piece, key: []}).encode()[:-2]
+            batch, room = [], limit - len(head) - len(b"]}\n") + 1
+        batch.append(encoded)
+        room -= len(encoded) + 1
+    lines.append(head + b",".join(batch) + b"]}\n")
+    return lines
+
+
+def missing(message: dict, key: str) -> int:
+    """How many items of ``message``'s list ``key`` are still to come in pieces: its
+    ``count`` less what it holds (0 for a message with no ``count``, one line as before).
+
+    Raises:
+        WireError: ``key`` is not a list, or ``count`` is not an integer at least its length.
+    """
+    items = message.get(key)
+    if not isinstance(items, list):
+        raise WireError(f"{message.get('type', 'message')} has no {key}")
+    count = message.get("count", len(items))
+    if isinstance(count, bool) or not isinstance(count, int) or count < len(items):
+        raise WireError(f"count must be an integer, at least the {len(items)} items listed")
+    return count - len(items)
 
 
 # Market -> subscriber -------------------------------------------------------------
 
-def hello(epoch: str, seq: int, universe: list[dict], rate: float,
+def hello(epoch: str, seq: int, universe: Sequence[dict], rate: float,
           oldest: int | None = None) -> dict:
-    """``oldest``: the smallest ``after`` a replay request may name now (``seq`` if none)."""
+    """``oldest``: the smallest ``after`` a replay request may name now (``seq`` if none).
+    Sent as ``split(hello(...), {"type": "universe"})``."""
     return {"type": "hello", "epoch": epoch, "seq": seq,
-            "oldest": seq if oldest is None else oldest, "rate": rate, "universe": universe}
+            "oldest": seq if oldest is None else oldest, "rate": rate,
+            "count": len(universe), "universe": universe}
 
 
-def snapshot(seq: int, quotes: list[dict]) -> dict:
-    return {"type": "snapshot", "seq": seq, "quotes": quotes}
+def snapshot(seq: int, quotes: Sequence[dict]) -> dict:
+    """Sent as ``split(snapshot(...), {"type": "quotes"})``."""
+    return {"type": "snapshot", "seq": seq, "count": len(quotes), "quotes": quotes}
+
+
+def symbols_reply(request_id: Any, universe: Sequence[dict]) -> list[bytes]:
+    """The answer lines to a ``symbols`` request: a reply, then its ``universe`` pieces."""
+    head = {"type": "reply"} if request_id is None else {"type": "reply", "id": request_id}
+    piece = {"type": "universe"} if request_id is None else {"type": "universe", "id": request_id}
+    return split({**head, "count": len(universe), "universe": universe}, piece)
 
 
 def tick(quote: dict) -> dict:
