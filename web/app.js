@@ -3,12 +3,12 @@
 
 import { getJSON } from "./api.js";
 import { ConnectionStatus } from "./connection.js";
-import { fillSuggestions, resolve } from "./picker.js";
+import { Picker } from "./picker.js";
 import * as prefs from "./prefs.js";
 import { QuoteStream } from "./stream.js";
 import { WatchlistTable } from "./table.js";
 
-const DEFAULT_SIZE = 8; // a first visit watches the market's first eight symbols
+const DEFAULT_SIZE = 8; // a first visit watches the market's first eight symbols, of thousands
 const MAX_WATCHED = 50; // a readable table, and well inside the server's per-stream limit
 const MAX_RETRY_MS = 5_000;
 
@@ -21,6 +21,7 @@ let failures = 0; // failed attempts in a row, for the back-off
 let retryTimer = 0;
 let frame = 0;
 
+const picker = new Picker(input, byId("suggestions"), add);
 const status = new ConnectionStatus(byId("connection"), byId("latency"));
 const table = new WatchlistTable(byId("watchlist"), byId("row"), {
   onRemove: remove,
@@ -76,7 +77,7 @@ async function connect() {
     return;
   }
   listing = new Map(companies.map((company) => [company.symbol, company]));
-  fillSuggestions(byId("universe"), companies);
+  picker.setCompanies(companies);
   const first = companies.slice(0, DEFAULT_SIZE).map((company) => company.symbol);
   // Symbols the market no longer lists (it was restarted with another seed) drop out.
   watched = (watched ?? prefs.loadWatchlist() ?? first).filter((symbol) => listing.has(symbol));
@@ -103,9 +104,7 @@ function update() {
   else if (status.state === "idle") status.set("connecting");
 }
 
-function add(text) {
-  const { company, problem } = resolve(text, [...listing.values()]);
-  if (problem) return say(problem);
+function add(company) {
   if (watched.includes(company.symbol)) return say(`${company.symbol} is already watched.`);
   if (watched.length >= MAX_WATCHED) return say(`A watchlist holds at most ${MAX_WATCHED}.`);
   watched = [...watched, company.symbol];
@@ -126,7 +125,11 @@ function remove(symbol) {
 byId("add").addEventListener("submit", (event) => {
   event.preventDefault();
   if (watched === null) say("The market's symbols are still loading.");
-  else if (input.value.trim()) add(input.value);
+  else if (input.value.trim()) {
+    const { company, problem } = picker.resolve(input.value);
+    if (problem) say(problem);
+    else add(company);
+  }
 });
 
 // "/" jumps to the add box, as in many web apps; typed into a field, it is just a slash.
