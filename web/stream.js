@@ -1,13 +1,34 @@
-// The page's one EventSource, for every watched symbol at once: a browser opens at most
-// six HTTP/1.1 connections to a site, so a stream per symbol would starve the page.
+// The page's quotes, from one EventSource per browser, not per tab.
 //
-// When a stream drops, the browser reconnects by itself and sends Last-Event-ID; the
-// server then replays exactly what was missed, or sends a fresh snapshot first, so
-// nothing here resumes anything. What the browser does not do is retry after an answer
-// that is not a stream (a 503 while the server starts, say): it closes the EventSource
-// for good, and this reports `onFail` so the page can start over.
+// A browser opens at most six HTTP/1.1 connections to a site, and an EventSource holds
+// one for as long as the page is open: with a stream per tab, a seventh tab never loads.
+// So the tabs of one origin share a stream. The tab holding a Web Lock (the leader) keeps
+// the one EventSource, for the union of every tab's watchlist, and relays each of its
+// events over a BroadcastChannel; every tab (the leader too) takes them the same way,
+// keeping only its own symbols. Tabs announce their watchlists on the channel, and the
+// leader opens a new stream when the union changes, from the last event id it saw, so
+// the server replays what happened in between. When the leader goes, the browser gives
+// the lock to another tab, which already knows every watchlist and the last event id:
+// it opens the stream from there, and no tick is lost. A tab that starts watching a
+// symbol asks /api/snapshot for its quote, since a resumed stream brings no snapshot.
+//
+// A browser without Web Locks or BroadcastChannel (or a page served over plain HTTP from
+// a host other than this machine: Web Locks exist only in secure contexts) runs the same
+// code as a leader of one, with a stream of its own.
+//
+// When a stream drops, the browser reconnects by itself with Last-Event-ID, and the server
+// replays exactly what was missed (or a fresh snapshot). What the browser does not do is
+// retry after an answer that is not a stream (a 503 while the server starts, say): it
+// closes the EventSource for good, and the leader reports `onFail` so its page can start
+// over (and call `watch` again, which opens a new stream).
 
-import { withToken } from "./api.js";
+import { getJSON, withToken } from "./api.js";
+import { ShareGroup } from "./share.js";
+
+const EVENTS = ["snapshot", "price", "status"];
+// Past this many symbols, the shared stream carries every symbol: the server refuses a
+// request naming more than its TICKER_MAX_SYMBOLS (100 by default).
+const MAX_NAMED = 100;
 
 export class QuoteStream {
   /**
@@ -21,32 +42,122 @@ export class QuoteStream {
    */
   constructor(handlers) {
     this.handlers = handlers;
-    this.source = null;
+    this.symbols = new Set(); // what this tab watches
+    this.seqs = new Map(); // symbol -> seq of the newest quote handed to the page
+    this.lastEventId = ""; // of the newest event seen, from the stream or relayed
+    this.source = null; // the EventSource, while this tab leads and something is watched
+    this.streamed = null; // the symbols `source` was opened for (null: every symbol)
+    this.feed = null; // the newest status event's data, or "drop", relayed to newcomers
+    // Tabs opened with different tokens may be granted different symbols: one group each.
+    this.group = new ShareGroup(withToken("ticker.stream"), {
+      onLead: () => this.refresh(),
+      onMessage: (message) => this.received(message),
+      onWatchers: () => this.refresh(),
+    });
   }
 
   /** Stream these symbols instead of whatever is streamed now; none: no stream. */
   watch(symbols) {
-    this.close();
-    if (symbols.length === 0) return;
-    const { onSnapshot, onPrice, onFeed, onDrop, onFail } = this.handlers;
-    // Listed symbols hold only A-Z, 0-9 and dots: nothing in them needs escaping.
-    const source = new EventSource(withToken(`/stream?symbols=${symbols.join(",")}`));
-    source.addEventListener("snapshot", (event) => onSnapshot(JSON.parse(event.data).quotes));
-    source.addEventListener("price", (event) => onPrice(JSON.parse(event.data)));
-    source.addEventListener("status", (event) => onFeed(JSON.parse(event.data).feed === "up"));
-    source.addEventListener("error", () => {
-      if (source.readyState === EventSource.CLOSED) {
-        this.close();
-        onFail();
-      } else {
-        onDrop();
-      }
-    });
-    this.source = source;
+    const gained = symbols.filter((symbol) => !this.symbols.has(symbol));
+    for (const symbol of this.symbols) {
+      if (!symbols.includes(symbol)) this.seqs.delete(symbol);
+    }
+    this.symbols = new Set(symbols);
+    this.group.announce(symbols);
+    this.refresh();
+    if (gained.length > 0) this.fetchSnapshot(gained);
   }
 
-  close() {
+  // Leading ------------------------------------------------------------------------
+
+  /** As leader: (re)open the stream if the union of watchlists changed or it failed. */
+  refresh() {
+    if (!this.group.leading) return;
+    const union = this.group.union();
+    const symbols = union.length > MAX_NAMED ? null : union;
+    const same = String(symbols) === String(this.streamed);
+    if (same && this.source && this.source.readyState !== EventSource.CLOSED) {
+      this.relayFeed();
+      return;
+    }
     this.source?.close();
     this.source = null;
+    this.streamed = symbols;
+    if (union.length === 0) return;
+    this.source = this.open(symbols);
+  }
+
+  open(symbols) {
+    const query = [];
+    // Listed symbols hold only A-Z, 0-9 and dots: nothing in them needs escaping.
+    if (symbols) query.push(`symbols=${symbols.join(",")}`);
+    if (this.lastEventId) query.push(`lastEventId=${encodeURIComponent(this.lastEventId)}`);
+    const source = new EventSource(withToken(`/stream?${query.join("&")}`));
+    for (const name of EVENTS) {
+      source.addEventListener(name, (event) => {
+        const message = { kind: "event", name, data: event.data, id: event.lastEventId };
+        this.group.post(message);
+        this.received(message);
+      });
+    }
+    source.addEventListener("error", () => {
+      if (source !== this.source) return;
+      this.feed = "drop";
+      this.group.post({ kind: "drop" });
+      if (source.readyState === EventSource.CLOSED) this.handlers.onFail();
+      else this.handlers.onDrop();
+    });
+    return source;
+  }
+
+  /** Tell the tabs how the stream stands, for one that just announced itself. */
+  relayFeed() {
+    if (this.feed === "drop") this.group.post({ kind: "drop" });
+    else if (this.feed) this.group.post({ kind: "event", name: "status", data: this.feed, id: "" });
+  }
+
+  // Every tab ----------------------------------------------------------------------
+
+  /** A stream event (this tab's own, or relayed by the leader), or a dropped stream. */
+  received(message) {
+    if (message.kind === "drop") {
+      this.feed = "drop";
+      this.handlers.onDrop();
+      return;
+    }
+    if (message.kind !== "event") return;
+    if (message.id) this.lastEventId = message.id;
+    const data = JSON.parse(message.data);
+    if (message.name === "status") {
+      this.feed = message.data;
+      this.handlers.onFeed(data.feed === "up");
+    } else if (message.name === "price") {
+      if (this.symbols.has(data.symbol) && this.isNew(data)) this.handlers.onPrice(data);
+    } else if (message.name === "snapshot") {
+      // The stream's snapshot is the truth, even when it goes back (a restarted market).
+      const quotes = data.quotes.filter((quote) => this.symbols.has(quote.symbol));
+      for (const quote of quotes) this.seqs.set(quote.symbol, quote.seq);
+      if (quotes.length > 0) this.handlers.onSnapshot(quotes);
+    }
+  }
+
+  /** Whether `quote` is newer than what the page has of its symbol; if so, it now has it. */
+  isNew(quote) {
+    const seen = this.seqs.get(quote.symbol);
+    if (seen !== undefined && quote.seq <= seen) return false;
+    this.seqs.set(quote.symbol, quote.seq);
+    return true;
+  }
+
+  /** The latest quotes of newly watched symbols: a resumed stream brings no snapshot. */
+  async fetchSnapshot(symbols) {
+    let quotes;
+    try {
+      quotes = await getJSON(`/api/snapshot?symbols=${symbols.join(",")}`);
+    } catch {
+      return; // their next ticks will fill the rows in
+    }
+    const fresh = quotes.filter((quote) => this.symbols.has(quote.symbol) && this.isNew(quote));
+    if (fresh.length > 0) this.handlers.onSnapshot(fresh);
   }
 }
