@@ -139,44 +139,50 @@ def silent_upstream() -> tuple[socket.socket, threading.Event]:
     return listener, done
 
 
-def test_a_quiet_stream_outlives_the_proxy_read_timeout(request, tmp_path):
-    # One tick every 100 s on average: the stream carries heartbeats only. Beside it, the
-    # same nginx configuration in front of an upstream that goes silent shows the timeout
-    # is real: that stream is cut after 3 s.
+@pytest.fixture
+def quiet(request, tmp_path):
+    """A market with one tick every 100 s on average behind gunicorn and nginx; and the same
+    nginx configuration in front of ``silent_upstream``."""
     listener, release = silent_upstream()
+    timeout = f"{READ_TIMEOUT_S}s"
     with run_simulator(tmp_path, "--seed", "2", "--symbols", "5", "--rate", "0.01") as market, \
             run_gunicorn(tmp_path, market.feed, workers=1, env=SERVER_ENV) as web, \
-            run_nginx(tmp_path, web.port, read_timeout=f"{READ_TIMEOUT_S}s") as proxy, \
-            run_nginx(tmp_path, listener.getsockname()[1],
-                      read_timeout=f"{READ_TIMEOUT_S}s") as control:
-        try:
-            quiet, cut = proxied(proxy, "/stream"), proxied(control, "/stream")
-            took: dict[str, float] = {}
+            run_nginx(tmp_path, web.port, read_timeout=timeout) as proxy, \
+            run_nginx(tmp_path, listener.getsockname()[1], read_timeout=timeout) as control:
+        yield proxy, control
+        release.set()
+        for title, output in (("gunicorn log", web.output), ("nginx error log", proxy.output),
+                              ("control nginx error log", control.output)):
+            attach_log_on_failure(request, title, output)
 
-            def read(name: str, client: SSEClient) -> None:
-                # How long until the stream ended; the whole wait if it did not.
-                started = time.monotonic()
-                with client, contextlib.suppress(TimeoutError):
-                    client.read_to_end(3 * READ_TIMEOUT_S + 0.5)
-                took[name] = time.monotonic() - started
 
-            readers = [threading.Thread(target=read, args=("quiet", quiet)),
-                       threading.Thread(target=read, args=("cut", cut))]
-            for reader in readers:
-                reader.start()
-            for reader in readers:
-                reader.join(20)
-            assert quiet.status == 200 and not quiet.ended, f"ended after {took['quiet']:.1f} s"
-            assert took["quiet"] >= 3 * READ_TIMEOUT_S
-            assert quiet.parser.comments.count(" heartbeat") >= 2 * READ_TIMEOUT_S
-            assert cut.ended and READ_TIMEOUT_S - 0.5 < took["cut"] < READ_TIMEOUT_S + 3
-            assert "upstream timed out" in control.output()
-            assert "upstream timed out" not in proxy.output()
-        finally:
-            release.set()
-            for title, output in (("gunicorn log", web.output), ("nginx error log",
-                                                                 proxy.output)):
-                attach_log_on_failure(request, title, output)
+def test_a_quiet_stream_outlives_the_proxy_read_timeout(quiet):
+    # The quiet stream carries heartbeats only, and stays open; the silent upstream's
+    # stream shows the timeout is real: it is cut after 3 s.
+    proxy, control = quiet
+    streams = {"quiet": proxied(proxy, "/stream"), "cut": proxied(control, "/stream")}
+    took: dict[str, float] = {}
+
+    def read(name: str) -> None:
+        # How long until the stream ended; the whole wait if it did not.
+        started = time.monotonic()
+        with streams[name], contextlib.suppress(TimeoutError):
+            streams[name].read_to_end(3 * READ_TIMEOUT_S + 0.5)
+        took[name] = time.monotonic() - started
+
+    readers = [threading.Thread(target=read, args=(name,)) for name in streams]
+    for reader in readers:
+        reader.start()
+    for reader in readers:
+        reader.join(20)
+    quiet_stream, cut = streams["quiet"], streams["cut"]
+    assert quiet_stream.status == 200 and not quiet_stream.ended, (
+        f"ended after {took['quiet']:.1f} s")
+    assert took["quiet"] >= 3 * READ_TIMEOUT_S
+    assert quiet_stream.parser.comments.count(" heartbeat") >= 2 * READ_TIMEOUT_S
+    assert cut.ended and READ_TIMEOUT_S - 0.5 < took["cut"] < READ_TIMEOUT_S + 3
+    assert "upstream timed out" in control.output()
+    assert "upstream timed out" not in proxy.output()
 
 
 def test_ten_streams_share_one_http2_connection_all_live(logs):
@@ -319,3 +325,4 @@ def test_resume_through_the_proxy_is_exact_across_a_reload_with_no_502(logs):
             assert all(len(c.connections) >= 2 for c in clients), "each resumed at least once"
     finally:
         health.stop()
+
