@@ -82,7 +82,7 @@ def cli() -> None:
     Start a market, then talk to it from another terminal:
       python -m simulator run --seed 1
       python -m simulator symbols
-      python -m simulator inject CARR 123.45
+      python -m simulator inject ZIMM 123.45
     """
 
 
@@ -212,7 +212,7 @@ def inject(symbol: str, price: float, feed: Address) -> None:
 
     \b
     Example:
-      python -m simulator inject CARR 123.45
+      python -m simulator inject ZIMM 123.45
     """
     answer = _request(feed, {"op": "inject", "symbol": symbol.upper(), "price": price})
     quote = answer.get("quote")
@@ -241,7 +241,8 @@ def symbols(feed: Address) -> None:
 
 
 def _request(address: Address, request: dict) -> dict:
-    """Send one request to the market and return its reply, skipping the ticks before it."""
+    """Send one request to the market and return its reply, skipping the ticks before it;
+    a reply listing the universe comes back whole, its ``universe`` pieces read too."""
     if isinstance(address, RedisAddress):
         return _redis_request(address, request)
     try:
@@ -257,6 +258,7 @@ def _request(address: Address, request: dict) -> dict:
         _fail(f"cannot reach the market at {address}: {exc.strerror or exc}")
     deadline = time.monotonic() + REPLY_TIMEOUT
     decoder = wire.Decoder()
+    reply, pieces = None, 0  # the reply once it came; universe pieces still to come
     with sock:
         try:
             secret = secret_from_env()
@@ -268,12 +270,25 @@ def _request(address: Address, request: dict) -> dict:
                 if not data:
                     _fail(f"the market at {address} closed the connection before replying")
                 for item in decoder.feed(data):
-                    if isinstance(item, dict) and item.get("id") == 1:
-                        if item.get("type") == "error":
-                            _fail(str(item.get("error")))
-                        return item
+                    if not isinstance(item, dict) or item.get("id") != 1:
+                        continue
+                    if item.get("type") == "error":
+                        _fail(str(item.get("error")))
+                    if reply is None:
+                        reply = item
+                        pieces = wire.missing(item, "universe") if "universe" in item else 0
+                    elif item.get("type") == "universe":
+                        more = item.get("universe")
+                        if not isinstance(more, list) or not more:
+                            raise wire.WireError("a universe piece lists nothing")
+                        reply["universe"].extend(more)
+                        pieces -= len(more)
+                    if pieces <= 0:
+                        return reply
         except TimeoutError:
             pass
+        except wire.WireError as exc:
+            _fail(f"the market at {address} sent a bad reply: {exc}")
         except OSError as exc:
             _fail(f"lost the market at {address}: {exc.strerror or exc}")
     _fail(f"no reply from the market at {address} within {REPLY_TIMEOUT:g} s")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 
 import gevent
@@ -213,7 +214,8 @@ def serve(exchange: Exchange, url: str, seed: int) -> None:
 
 
 def request(url: str, message: dict, timeout: float) -> dict:
-    """Send one request to the market publishing at ``url``; its reply.
+    """Send one request to the market publishing at ``url``; its reply, whole: a reply
+    that lists the universe in pieces (``symbols``) comes back with all of it.
 
     Raises:
         LookupError: no market publishes there, or it did not answer in time.
@@ -225,12 +227,27 @@ def request(url: str, message: dict, timeout: float) -> dict:
             raise LookupError(f"no market publishes on {url}")
         reply_to = f"ticker:reply:{uuid.uuid4().hex}"
         client.rpush(REQUESTS, json.dumps({**message, "reply_to": reply_to}))
-        answer = client.blpop([reply_to], timeout=timeout)
+        deadline = time.monotonic() + timeout
+        reply = _answer_line(client, reply_to, deadline, url)
+        try:
+            left = wire.missing(reply, "universe") if "universe" in reply else 0
+            while left > 0:
+                piece = _answer_line(client, reply_to, deadline, url)
+                left -= len(piece.get("universe", ()))
+                reply["universe"].extend(piece.get("universe", ()))
+        except (wire.WireError, TypeError) as exc:
+            raise LookupError(f"the market on {url} sent a bad reply: {exc}") from None
     finally:
         client.close()
-    if answer is None:
-        raise LookupError(f"no reply from the market on {url} within {timeout:g} s")
-    [reply] = wire.Decoder().feed(answer[1] + b"\n")
-    if isinstance(reply, wire.WireError):
-        raise LookupError(f"the market on {url} sent a bad reply: {reply}")
     return reply
+
+
+def _answer_line(client: redis.Redis, reply_to: str, deadline: float, url: str) -> dict:
+    """The next answer line pushed to ``reply_to``, before ``deadline``."""
+    answer = client.blpop([reply_to], timeout=max(deadline - time.monotonic(), 0.01))
+    if answer is None:
+        raise LookupError(f"no reply from the market on {url} in time")
+    [line] = wire.Decoder().feed(answer[1] + b"\n")
+    if isinstance(line, wire.WireError):
+        raise LookupError(f"the market on {url} sent a bad reply: {line}")
+    return line

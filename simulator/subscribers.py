@@ -164,7 +164,8 @@ class Feed:
                 return
         subscriber = Subscriber(next(self._numbers), sock)
         exchange = self.exchange
-        subscriber.push(wire.encode(exchange.hello()) + wire.encode(exchange.snapshot()))
+        subscriber.push(b"".join(wire.split(exchange.hello(), {"type": "universe"})
+                                 + wire.split(exchange.snapshot(), {"type": "quotes"})))
         self._subscribers.add(subscriber)
         log.info("subscriber %d joined (%d now)", subscriber.number, len(self._subscribers))
         try:

@@ -153,8 +153,7 @@ def create(spec: int | Sequence[str], seed: int) -> list[Company]:
     words = random.Random(f"names:{seed}")
     numbers = random.Random(seed)
     count = spec if isinstance(spec, int) else len(spec)
-    sectors = [words.choice(SECTORS) for _ in range(count)]
-    names = _unique_names(words, sectors)
+    names, sectors = _names_and_sectors(words, count)
     symbols = _derive_symbols(names) if isinstance(spec, int) else list(spec)
     return [
         Company(
@@ -181,13 +180,17 @@ def activity(count: int, seed: int) -> list[float]:
     return [float(f"{weight / mean:.4g}") for weight in weights]
 
 
-def _unique_names(rng: random.Random, sectors: Sequence[str]) -> list[str]:
-    """A name for each sector's company; no two alike once ``Inc`` and such are left out."""
+def _names_and_sectors(rng: random.Random, count: int) -> tuple[list[str], list[str]]:
+    """``count`` companies' names and sectors, drawn one company after the other (so a
+    smaller universe of the same seed lists the first of them); no two names alike once
+    ``Inc`` and such are left out."""
     patterns, pattern_weights = zip(*_PATTERNS, strict=True)
     forms, form_weights = zip(*_FORMS, strict=True)
     names: list[str] = []
+    sectors: list[str] = []
     seen: set[str] = set()
-    for sector in sectors:
+    for _ in range(count):
+        sector = rng.choice(SECTORS)
         while True:
             pattern = rng.choices(patterns, pattern_weights)[0]
             name = _compose(rng, pattern, _TRADES[sector])
@@ -195,7 +198,8 @@ def _unique_names(rng: random.Random, sectors: Sequence[str]) -> list[str]:
                 break
         seen.add(name)
         names.append(name + rng.choices(forms, form_weights)[0])
-    return names
+        sectors.append(sector)
+    return names, sectors
 
 
 def _compose(rng: random.Random, pattern: str, trades: Sequence[str]) -> str:

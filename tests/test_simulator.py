@@ -20,11 +20,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from simulator import wire
+from simulator import universe, wire
 from simulator.pump import tick_line
 from tests.procs import ROOT, run_simulator
 
 SYMBOLS = 50  # the default universe, seed 1
+FIRST, SECOND = universe.create(2, seed=1)  # the first companies of every seed 1 universe
 
 
 class FeedClient:
@@ -111,13 +112,13 @@ def test_hello_then_snapshot_then_the_next_tick(sim):
         hello, snapshot, first = client.next(), client.next(), client.next()
     finally:
         client.close()
-    epoch, seq, universe = wire.parse_hello(hello)
+    epoch, seq, listed = wire.parse_hello(hello)
     assert epoch.isalnum() and hello["rate"] == 200
-    assert len(universe) == SYMBOLS and all(company["sector"] for company in universe)
-    assert snapshot["type"] == "snapshot"
+    assert hello["count"] == len(listed) == SYMBOLS and all(c["sector"] for c in listed)
+    assert snapshot["type"] == "snapshot" and snapshot["count"] == SYMBOLS
     snapshot_seq, quotes = wire.parse_snapshot(snapshot)
     assert snapshot_seq == seq
-    assert [q["symbol"] for q in quotes] == [c["symbol"] for c in universe]
+    assert [q["symbol"] for q in quotes] == [c["symbol"] for c in listed]
     assert max(q["seq"] for q in quotes) == seq
     assert first["type"] == "tick" and first["seq"] == seq + 1
 
@@ -151,32 +152,80 @@ def test_symbols_request_lists_the_hello_universe(sim):
         answer = client.answer()
     finally:
         client.close()
-    assert answer == {"type": "reply", "id": "s1", "universe": hello["universe"]}
+    assert answer == {"type": "reply", "id": "s1", "count": SYMBOLS,
+                      "universe": hello["universe"]}
+
+
+def read_in_pieces(client: FeedClient, first: dict, key: str, piece: dict) -> list:
+    """The whole list of a message sent in pieces: ``first``'s, then each piece's, in order;
+    every line of it within the line limit (re-encoded, it is the very line received).
+    Ticks may come between the pieces of an answer (``piece`` has an id), never else."""
+    items, lines = list(first[key]), [first]
+    while len(items) < first["count"]:
+        message = client.next()
+        if "id" in piece and message["type"] == "tick":
+            continue
+        lines.append(message)
+        assert {k: message.get(k) for k in piece} == piece, message
+        items += message[key]
+    assert len(items) == first["count"]
+    assert all(len(wire.encode(line)) <= wire.MAX_LINE for line in lines)
+    return items
+
+
+def test_a_full_size_market_sends_its_universe_and_quotes_in_pieces(tmp_path):
+    count = universe.MAX_SYMBOLS
+    with run_simulator(tmp_path, "--seed", "3", "--symbols", str(count),
+                       "--rate", "2000") as market:
+        with contextlib.closing(FeedClient(market.path)) as client:
+            hello = client.next()
+            listed = read_in_pieces(client, hello, "universe", {"type": "universe"})
+            snapshot = client.next()
+            quotes = read_in_pieces(client, snapshot, "quotes", {"type": "quotes"})
+            first_tick = client.next()
+            client.send(b'{"op":"symbols","id":7}\n')
+            reply = client.answer()
+            answered = read_in_pieces(client, reply, "universe", {"type": "universe", "id": 7})
+        result = cli("symbols", "--feed", market.feed)
+    assert hello["type"] == "hello" and 0 < len(hello["universe"]) < count
+    assert listed == [c.listing() for c in universe.create(count, seed=3)]
+    assert snapshot["type"] == "snapshot" and snapshot["seq"] == hello["seq"]
+    assert 0 < len(snapshot["quotes"]) < count
+    assert [q["symbol"] for q in quotes] == [c["symbol"] for c in listed]
+    assert all(wire.parse_quote(q) == q for q in quotes)
+    assert first_tick["type"] == "tick" and first_tick["seq"] == hello["seq"] + 1
+    assert reply["type"] == "reply" and answered == listed
+    assert result.returncode == 0, result.stderr
+    assert [line.split()[0] for line in result.stdout.splitlines()] == [
+        c["symbol"] for c in listed]
 
 
 # Injecting a price ----------------------------------------------------------------
 
 def test_injected_price_reaches_another_subscriber_exactly(sim):
     with subscribed(sim.path) as injector, subscribed(sim.path) as watcher:
-        injector.send(b'{"op":"inject","symbol":"CARR","price":321.09,"id":42}\n')
+        injector.send(b'{"op":"inject","symbol":"%s","price":321.09,"id":42}\n'
+                      % FIRST.symbol.encode())
         answer = injector.answer()
         seen, _ = watcher.until(lambda m: m["type"] == "tick" and m["size"] == 0)
     assert answer["type"] == "reply" and answer["id"] == 42
-    assert answer["quote"]["price"] == 321.09 and answer["quote"]["symbol"] == "CARR"
+    assert answer["quote"]["price"] == 321.09 and answer["quote"]["symbol"] == FIRST.symbol
     assert seen == {"type": "tick", **answer["quote"]}
 
 
 def test_walk_continues_from_the_injected_price(sim):
     with subscribed(sim.path) as client:
-        client.send(b'{"op":"inject","symbol":"WIHO","price":5000}\n')
+        client.send(b'{"op":"inject","symbol":"%s","price":5000}\n' % SECOND.symbol.encode())
         assert client.answer()["quote"]["price"] == 5000
-        later, _ = client.until(lambda m: m["type"] == "tick" and m["symbol"] == "WIHO")
+        later, _ = client.until(lambda m: m["type"] == "tick" and m["symbol"] == SECOND.symbol,
+                                timeout=30)
     assert later["size"] > 0
     assert 4000 < later["price"] < 6000
 
 
 # Bad lines ------------------------------------------------------------------------
 
+INJECT = b'{"op":"inject","symbol":"%s",' % FIRST.symbol.encode()
 BAD_LINES = [
     (b"not json", "line is not JSON"),
     (b"\x00\xff\xfe binary", "line is not UTF-8"),
@@ -186,9 +235,9 @@ BAD_LINES = [
     (b'{"id":1}', "request has no op"),
     (b'{"op":"sell","id":1}', "unknown op 'sell'"),
     (b'{"op":"inject","symbol":"NOPE","price":10,"id":2}', "unknown symbol 'NOPE'"),
-    (b'{"op":"inject","symbol":"CARR","price":-5,"id":3}', "finite positive"),
-    (b'{"op":"inject","symbol":"CARR","price":"ten","id":4}', "price must be a number"),
-    (b'{"op":"inject","symbol":"CARR","price":0.001,"id":5}', "price must be between"),
+    (INJECT + b'"price":-5,"id":3}', "finite positive"),
+    (INJECT + b'"price":"ten","id":4}', "price must be a number"),
+    (INJECT + b'"price":0.001,"id":5}', "price must be between"),
     (b'{"op":"symbols","id":1e999}', "id must be"),
 ]
 
@@ -261,7 +310,8 @@ def test_replay_gives_the_missed_ticks_in_pieces_then_one_reply(sim):
     assert [t["seq"] for t in ticks] == list(range(hello["seq"] + 1, done["until"] + 1))
     assert all(piece["id"] == "r1" for piece in pieces)
     assert all(wire.parse_quote(t) == {k: v for k, v in t.items() if k != "type"} for t in ticks)
-    assert all(tick["seq"] > done["until"] for tick in live[1:])  # only newer ones in between
+    seqs = [tick["seq"] for tick in live]  # the live stream goes on meanwhile, unbroken
+    assert all(b == a + 1 for a, b in zip(seqs, seqs[1:], strict=False))
 
 
 def test_replay_bounds_and_errors(tmp_path):
@@ -321,17 +371,17 @@ def test_a_long_replay_holds_up_no_one(tmp_path):
 # The command line -----------------------------------------------------------------
 
 def test_cli_inject_prints_the_quote(sim):
-    result = cli("inject", "carr", "77.7", "--feed", sim.feed)
+    result = cli("inject", FIRST.symbol.lower(), "77.7", "--feed", sim.feed)
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("\n") == 1
     quote = json.loads(result.stdout)
     assert tuple(quote) == wire.QUOTE_FIELDS
-    assert (quote["symbol"], quote["price"], quote["size"]) == ("CARR", 77.7, 0)
+    assert (quote["symbol"], quote["price"], quote["size"]) == (FIRST.symbol, 77.7, 0)
 
 
 def test_cli_inject_reads_the_feed_from_the_environment(sim):
     result = subprocess.run(
-        [sys.executable, "-m", "simulator", "inject", "CARR", "12"], cwd=ROOT,
+        [sys.executable, "-m", "simulator", "inject", FIRST.symbol, "12"], cwd=ROOT,
         capture_output=True, text=True, timeout=20, env={**os.environ, "TICKER_FEED": sim.feed},
     )
     assert result.returncode == 0, result.stderr
@@ -347,7 +397,7 @@ def test_cli_inject_reads_the_feed_from_the_environment(sim):
     ("0.001", "price must be between"),
 ])
 def test_cli_inject_refuses_a_bad_price_in_one_line(sim, price, reason):
-    assert_one_line_error(cli("inject", "CARR", price, "--feed", sim.feed), reason)
+    assert_one_line_error(cli("inject", FIRST.symbol, price, "--feed", sim.feed), reason)
 
 
 def test_cli_inject_unknown_symbol(sim):
@@ -365,6 +415,7 @@ def test_cli_without_a_market(tmp_path):
     (("inject", "CARR", "10", "--feed", "ftp://x"), "is not unix:PATH"),
     (("symbols", "--bogus"), "No such option"),
     (("run", "--symbols", "0"), "--symbols must be between 1 and"),
+    (("run", "--symbols", "10001"), "--symbols must be between 1 and 10000, not 10001"),
     (("run", "--symbols", "A,A"), "listed twice"),
     (("run", "--rate", "0"), "--rate must be above 0"),
     (("run", "--rate", "nan"), "--rate must be above 0"),
@@ -385,7 +436,7 @@ def test_cli_symbols_lists_every_symbol_aligned(sim):
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert len(lines) == SYMBOLS
-    assert lines[0].split()[:3] == ["CARR", "Carroll", "Inc"]
+    assert lines[0].split() == [FIRST.symbol, *FIRST.name.split(), *FIRST.sector.split()]
     name_column = {line.index(line.split()[1]) for line in lines}
     assert len(name_column) == 1
 
@@ -393,7 +444,7 @@ def test_cli_symbols_lists_every_symbol_aligned(sim):
 def test_cli_help_teaches_by_example():
     result = cli("inject", "--help")
     assert result.returncode == 0
-    assert "python -m simulator inject CARR 123.45" in result.stdout
+    assert f"python -m simulator inject {FIRST.symbol} 123.45" in result.stdout
 
 
 # Keeping up -----------------------------------------------------------------------
@@ -481,7 +532,7 @@ def test_tcp_feed(tmp_path):
                 time.sleep(0.05)
         with sock:
             assert sock.recv(100).startswith(b'{"type":"hello"')
-        result = cli("inject", "CARR", "50", "--feed", feed)
+        result = cli("inject", FIRST.symbol, "50", "--feed", feed)
         assert result.returncode == 0 and json.loads(result.stdout)["price"] == 50
     finally:
         proc.send_signal(signal.SIGTERM)

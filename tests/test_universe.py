@@ -129,3 +129,9 @@ def test_spec_is_a_count_or_symbols(text, spec):
 def test_bad_spec_says_why(text, reason):
     with pytest.raises(UniverseError, match=reason):
         universe.parse_spec(text)
+
+
+def test_a_smaller_universe_lists_the_first_companies_of_a_larger_one():
+    small, large = universe.create(30, seed=9), universe.create(300, seed=9)
+    assert [(c.symbol, c.name, c.sector, c.price) for c in small] == \
+           [(c.symbol, c.name, c.sector, c.price) for c in large[:30]]
