@@ -43,6 +43,12 @@ def test_snapshot_in_requested_order(client):
         ("/stream?symbols=AAA,BRK.B,CCC,AAA", 400),
         ("/stream/ZZZ", 404),
         ("/stream/AAA,CCC", 400),
+        ("/stream?symbols=AAA&max_rate=0", 400),
+        ("/stream?symbols=AAA&max_rate=nan", 400),
+        ("/stream?symbols=AAA&max_rate=inf", 400),
+        ("/stream/AAA?max_rate=101", 400),
+        ("/stream/AAA?max_rate=fast", 400),
+        ("/stream/AAA?max_rate=", 400),
         ("/no/such/route", 404),
     ],
 )

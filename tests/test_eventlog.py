@@ -70,6 +70,16 @@ def test_since_gives_the_entries_after_a_cursor_and_replay_stops_where_asked():
     assert log.replay(25, None, until=99) == log.replay(25, None)
 
 
+def test_latest_conflates_to_the_newest_frame_of_each_symbol_in_seq_order():
+    log = filled(ticks=12)  # seq n is symbol n % 3: BBB, CCC, AAA, BBB, ...
+    body, count, left_out = log.latest(4, None)
+    assert [e.id for e in events(body)] == ["ep1-10", "ep1-11", "ep1-12"]
+    assert (count, left_out) == (3, 5)
+    body, count, left_out = log.latest(4, ["AAA"], until=10)
+    assert [e.id for e in events(body)] == ["ep1-9"] and (count, left_out) == (1, 1)
+    assert log.latest(12, None) == (b"", 0, 0)
+
+
 def test_the_log_keeps_its_capacity_and_knows_what_it_covers():
     log = filled(capacity=10, ticks=100)
     assert log.oldest == 90

@@ -95,12 +95,14 @@ class Client:
         finally:
             self.fanout.close(self.stream)
 
-    def read(self) -> list:
-        """Everything that has arrived so far, parsed."""
+    def read(self, most: int | None = None) -> list:
+        """What has arrived so far (``most`` bytes of it at the most), parsed."""
         self.peer.setblocking(False)
         with contextlib.suppress(BlockingIOError):
-            while data := self.peer.recv(1 << 20):
+            while data := self.peer.recv(most or 1 << 20):
                 self.events.extend(self.parser.feed(data))
+                if most:
+                    break
         return self.events
 
     def prices(self) -> list[int]:
@@ -155,19 +157,44 @@ def test_a_quiet_stream_gets_a_heartbeat_with_the_head_id(fanout, log, clock):
     assert client.parser.last_event_id == "ep1-2", "...but moves the last event id on"
 
 
-def test_a_reader_that_falls_behind_keeps_only_a_remainder_and_catches_up(fanout, log, clock):
+def test_a_reader_that_falls_behind_briefly_gets_every_tick(fanout, log, clock):
     client = Client(fanout)
-    for _ in range(40):  # far more than the socket holds, while the client reads nothing
+    while client.stream.pending is None:  # the socket fills while the client reads nothing
         tick(log, 20, pad=10**12)
         fanout.sweep(clock.now)
-    assert client.stream.pending is not None, "the socket filled up"
+    assert client.stream.paced, "a half-done write makes it a paced reader"
+    tick(log, 10)  # a little more, well under what a paced reader may be owed exactly
     caught = []
-    for _ in range(200):
+    for _ in range(50):
         caught = client.prices()
         fanout.sweep(clock.now)
         if caught and caught[-1] == log.head and client.stream.pending is None:
             break
     assert caught == list(range(1, log.head + 1)), "every tick, in order, once"
+    assert client.stream in client.stream.group.in_step and not client.stream.paced
+
+
+def test_a_slow_reader_is_conflated_to_the_latest_state_and_told_so(fanout, log, clock):
+    client = Client(fanout)
+    for _ in range(60):  # the market runs far ahead of a reader that takes 4 KiB a pass
+        tick(log, 40, pad=10**12)
+        fanout.sweep(clock.now)
+        client.read(4096)
+    for _ in range(10):
+        fanout.sweep(clock.now)
+        client.read()
+    events = [e for e in client.read() if e.type in ("price", "snapshot")]
+    seqs = [int(e.id.rsplit("-", 1)[1]) for e in events]
+    assert seqs == sorted(set(seqs)), "no event twice, none out of order"
+    lagging = [e for e in events if e.type == "snapshot" and e.json()["reason"] == "lagging"]
+    assert lagging, "the reader was told it did not get every tick"
+    prices = [e for e in events if e.type == "price"]
+    assert len(prices) + sum(s.json()["skipped"] for s in lagging) <= log.head
+    state = {}
+    for event in events:
+        quotes = event.json()["quotes"] if event.type == "snapshot" else [event.json()]
+        state.update({q["symbol"]: q["seq"] for q in quotes})
+    assert state == {s: q["seq"] for s, q in log.quotes.items()}, "it ends on the latest state"
 
 
 def test_a_reader_too_far_behind_gets_a_lagging_snapshot_that_counts_what_it_skipped(

@@ -23,49 +23,50 @@ def due(subs: Subscriptions) -> list:
          [frozenset({"A", "B"}), frozenset({"B"})]),
         ([frozenset({"A"}), None], ["C"], [None]),
         ([frozenset({"A"}), frozenset({"B"})], ["C", "D"], []),
-        ([frozenset({"B"}), frozenset({"A"})], ["A", "B", "A"], [frozenset({"A"}), frozenset({"B"})]),
+        ([frozenset({"B"}), frozenset({"A"})], ["A", "B", "A"],
+         [frozenset({"A"}), frozenset({"B"})]),
     ],
     ids=["one-of-two", "shared-symbol", "every-symbol", "nobody-wants-it", "order-of-first-tick"],
 )
 def test_a_tick_dirties_exactly_the_groups_that_want_it(keys, ticks, dirty):
     subs = Subscriptions()
-    for key in keys:
-        subs.join(key, 0, 1)
+    for symbols in keys:
+        subs.join((symbols, None), 0, 1)
     subs.add(entries(*ticks))
     subs.begin_pass()
-    assert due(subs) == dirty
+    assert due(subs) == [(symbols, None) for symbols in dirty]
 
 
 def test_a_group_gets_its_frames_in_seq_order_and_moves_to_the_head_when_served():
     subs = Subscriptions()
-    group = subs.join(frozenset({"A", "C"}), 0, 1)
+    group = subs.join((frozenset({"A", "C"}), None), 0, 1)
     subs.add(entries("A", "B", "C", "A"))
-    assert group.take(4) == b"A1;C3;A4;"
+    assert group.take(4, 0.0) == (b"A1;C3;A4;", 3)
     assert (group.cursor, group.frames) == (4, [])
 
 
 def test_a_group_is_served_once_a_pass_and_what_came_after_waits_for_the_next():
     subs = Subscriptions()
-    a, b = subs.join(frozenset({"A"}), 0, 1), subs.join(frozenset({"B"}), 0, 1)
+    a, b = subs.join((frozenset({"A"}), None), 0, 1), subs.join((frozenset({"B"}), None), 0, 1)
     subs.add(entries("A"))
     subs.begin_pass()
     served = []
     for group in subs.due():
-        served.append(group.key)
-        group.take(1)
+        served.append(group.symbols)
+        group.take(1, 0.0)
         if group is a:  # while the sweeper writes, ticks arrive for A (served) and B (not yet)
             subs.add(entries("A", "B", start=2))
     assert served == [frozenset({"A"}), frozenset({"B"})], "B is reached in this pass"
     assert a.frames == [b"A2;"] and subs.pending
     subs.begin_pass()
-    assert due(subs) == [frozenset({"A"})]
+    assert due(subs) == [(frozenset({"A"}), None)]
     assert b.frames == [], "B took its new frame in the pass that reached it"
 
 
 @pytest.mark.parametrize("streams", [1, 3])
 def test_a_group_lives_while_it_has_streams_and_its_index_goes_with_it(streams):
     subs = Subscriptions()
-    key = frozenset({"A", "B"})
+    key = (frozenset({"A", "B"}), None)
     groups = [subs.join(key, 0, 1) for _ in range(streams)]
     assert all(g is groups[0] for g in groups) and groups[0].size == streams
     subs.add(entries("A"))
@@ -79,7 +80,7 @@ def test_a_group_lives_while_it_has_streams_and_its_index_goes_with_it(streams):
 
 def test_reset_drops_what_every_group_owed():
     subs = Subscriptions()
-    group = subs.join(None, 0, 1)
+    group = subs.join((None, None), 0, 1)
     subs.add(entries("A", "B"))
     subs.reset(10, 2)
     assert (group.frames, group.cursor, group.generation) == ([], 10, 2)
@@ -88,12 +89,47 @@ def test_reset_drops_what_every_group_owed():
 
 def test_settle_moves_a_group_with_nothing_owed_to_the_head_only():
     subs = Subscriptions()
-    group = subs.join(frozenset({"A"}), 0, 1)
+    group = subs.join((frozenset({"A"}), None), 0, 1)
     group.settle(5)
     assert group.cursor == 5
     subs.add(entries("A", start=6))
     group.settle(9)
     assert group.cursor == 5, "it still owes seq 6"
+
+
+def test_a_rate_group_lets_the_latest_of_each_symbol_out_once_a_period():
+    subs = Subscriptions()
+    group = subs.join((None, 2.0), 0, 1)  # two updates a second per symbol
+    subs.add(entries("A", "B", "A"), now=10.0)
+    subs.begin_pass(10.0)
+    assert due(subs) == [(None, 2.0)]
+    assert group.take(3, 10.0) == (b"B2;A3;", 2), "the latest of each, in seq order"
+    subs.add(entries("A", "A", "B", start=4), now=10.1)  # within the period: held
+    subs.begin_pass(10.1)
+    assert due(subs) == [] and group.cursor == 3
+    subs.begin_pass(10.49)
+    assert due(subs) == []
+    subs.begin_pass(10.5)  # one period after A and B went out
+    assert due(subs) == [(None, 2.0)]
+    assert group.take(6, 10.5) == (b"A5;B6;", 2)
+    assert group.cursor == 6 and not group.owes
+
+
+def test_a_held_frame_is_never_held_longer_than_a_period():
+    subs = Subscriptions()
+    group = subs.join((frozenset({"A", "B"}), 1.0), 0, 1)
+    subs.add(entries("A"), now=0.0)
+    subs.begin_pass(0.0)
+    list(subs.due())
+    group.take(1, 0.0)  # A out at 0.0
+    subs.add(entries("B", start=2), now=0.2)  # B has never gone out: due at once
+    subs.add(entries("A", start=3), now=0.3)  # A waits until 1.0
+    subs.begin_pass(0.3)
+    assert due(subs) == [(frozenset({"A", "B"}), 1.0)]
+    assert group.take(3, 0.3) == (b"B2;", 1)
+    assert group.cursor == 2, "a resume from here replays the held A"
+    subs.after_take(group)
+    assert subs.next_timer() == 1.0
 
 
 @pytest.mark.parametrize(

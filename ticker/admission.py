@@ -42,15 +42,16 @@ def status_frame(feed_up: bool) -> bytes:
 
 def start(
     log: EventLog, key: frozenset[str] | None, last_event_id: str | None,
-    retry_frame: bytes, history: History | None = None,
+    retry_frame: bytes, history: History | None = None, rate: float | None = None,
 ) -> Start:
     """What a stream for ``key`` (None: every symbol) that last saw ``last_event_id`` gets.
 
-    A log that has never seen the feed gives no snapshot yet (the sweeper sends one when
-    the feed is up); the stream's generation -1 says so.
+    A stream with a ``rate`` resumes conflated: the latest quote of each symbol that
+    changed since, from the log only. A log that has never seen the feed gives no snapshot
+    yet (the sweeper sends one when the feed is up); the stream's generation -1 says so.
     """
     parts = [retry_frame]
-    resumed = _resume(log, key, last_event_id, history)
+    resumed = _resume(log, key, last_event_id, None if rate else history, bool(rate))
     if resumed is not None:
         body, count, generation, cursor = resumed
         parts.append(body)
@@ -78,14 +79,15 @@ def _reason(log: EventLog, last_event_id: str | None) -> str:
 
 def _resume(
     log: EventLog, key: frozenset[str] | None, last_event_id: str | None,
-    history: History | None,
+    history: History | None, conflate: bool = False,
 ) -> tuple[bytes, int, int, int] | None:
-    """The exact replay after ``last_event_id``: frames, how many, generation and cursor."""
+    """The replay after ``last_event_id`` (exact, or conflated): frames, how many,
+    generation and cursor."""
     cursor = log.parse_id(last_event_id)
     if cursor is None:
         return None
     if log.covers(log.generation, cursor):
-        body, count = log.replay(cursor, key)
+        body, count = log.latest(cursor, key)[:2] if conflate else log.replay(cursor, key)
         return body, count, log.generation, max(cursor, log.head)
     if history is None:
         return None

@@ -183,6 +183,25 @@ class EventLog:
             frames = [frame for _, sym, frame in self._entries[start:end] if sym in wanted]
         return b"".join(frames), len(frames)
 
+    def latest(self, cursor: int, symbols: Iterable[str] | None,
+               until: int | None = None) -> tuple[bytes, int, int]:
+        """Conflated ``replay``: the latest frame of each symbol that ticked after ``cursor``
+        up to ``until``, in seq order; how many, and how many ticks that leaves out."""
+        until = self.head if until is None else min(until, self.head)
+        if cursor >= until:
+            return b"", 0, 0
+        start = len(self._entries) - (self.head - cursor)
+        end = len(self._entries) - (self.head - until)
+        wanted = None if symbols is None else frozenset(symbols)
+        newest: dict[str, tuple[int, bytes]] = {}
+        ticks = 0
+        for seq, symbol, frame in self._entries[start:end]:
+            if wanted is None or symbol in wanted:
+                newest[symbol] = (seq, frame)
+                ticks += 1
+        kept = sorted(newest.values())
+        return b"".join(frame for _, frame in kept), len(kept), ticks - len(kept)
+
     def frames(self, quotes: Iterable[dict], symbols: Iterable[str] | None) -> tuple[bytes, int]:
         """``price`` frames for ticks from elsewhere (older than the log), encoded as
         ``append`` encodes them, so a replay from the source is byte-identical."""

@@ -13,6 +13,13 @@ group reached late in a pass carries what arrived up to that moment. Under light
 tick is written within a couple of milliseconds; under heavy load passes run back to
 back, each carrying more, so writes per stream stay bounded while events per write grow.
 
+A reader slower than the market is *paced*: once a write to it is left half done, it
+leaves its group and is written only when its client has read what it was sent (the
+peer's TCP receive window is open again), then with the latest state (a ``lagging``
+snapshot that counts the ticks it skipped) rather than the backlog, so what it shows
+stays seconds old, whatever its bandwidth, and it holds no more than one write. It joins
+its group again once it keeps up.
+
 A stream's life belongs to its response body (``ticker/streams.py``): the body takes a
 place (``open``), sends its first bytes through gunicorn, hands the socket to the
 sweeper (``arm``, with the chunking gunicorn chose), then waits until the client leaves
@@ -55,8 +62,11 @@ logger = logging.getLogger(__name__)
 
 _SEND_BUFFER = 64 * 1024
 _SLICE = 16 * 1024
+_PACED_BUFFER = 16 * 1024  # a paced stream's kernel buffer: little stale data in flight
+_PACE_SLACK = 16 * 1024  # a paced stream is written once its client has this little unread
+_PACE_BYTES = 16 * 1024  # ...exactly, if it owes no more than this, else conflated
+_TCP_INFO_SIZE, _SND_WND = 232, 228  # struct tcp_info up to tcpi_snd_wnd (Linux 6.2+)
 _GIVE_WAY_S = 0.002  # the longest the sweeper runs before the feed reader gets a turn
-_YIELD = 1e-6  # a sleep that lets the event loop poll sockets once (sleep(0) does not)
 
 
 class Refused(Exception):
@@ -75,14 +85,17 @@ class Stream:
     """One open SSE response: its socket, subscription and cursor into the log."""
 
     __slots__ = (
-        "sock", "client", "key", "chunked", "generation", "cursor", "feed_up",
+        "sock", "client", "key", "rate", "chunked", "generation", "cursor", "feed_up",
         "pending", "stalled_since", "armed", "ended", "clean", "closed", "watcher", "group",
+        "paced", "window",
     )
 
-    def __init__(self, sock: socket.socket, client: str, key: frozenset[str] | None) -> None:
+    def __init__(self, sock: socket.socket, client: str, key: frozenset[str] | None,
+                 rate: float | None = None) -> None:
         self.sock = sock
         self.client = client
         self.key = key
+        self.rate = rate  # at most this many price events a second per symbol (None: all)
         self.chunked = False
         self.generation = -1
         self.cursor = 0
@@ -95,6 +108,8 @@ class Stream:
         self.closed = False  # its place is given back
         self.watcher = None  # what its body waits on, while it waits
         self.group: Group | None = None  # its subscription, once the sweeper has it
+        self.paced = False  # a slow reader, written only once it has read what it got
+        self.window = 0  # the largest receive window its client advertised
 
     def begin(self, start: Start, feed_up: bool) -> None:
         """Take over where the first bytes left the stream."""
@@ -153,14 +168,15 @@ class Fanout:
             metrics.STREAMS_REFUSED.inc()
             raise Refused("this client address holds as many streams as it may")
 
-    def open(self, sock: socket.socket, client: str, key: frozenset[str] | None) -> Stream:
+    def open(self, sock: socket.socket, client: str, key: frozenset[str] | None,
+             rate: float | None = None) -> Stream:
         """Take a place for a stream; its body must ``close`` it, whatever happens.
 
         Raises:
             Refused: as ``check``.
         """
         self.check(client)
-        stream = Stream(sock, client, key)
+        stream = Stream(sock, client, key, rate)
         self._streams.add(stream)
         self.count += 1
         self._per_client[client] += 1
@@ -187,7 +203,8 @@ class Fanout:
         if stream.sock.family in (socket.AF_INET, socket.AF_INET6):
             stream.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         stream.armed = True
-        stream.group = self.subscriptions.join(stream.key, self._indexed, self._generation)
+        stream.group = self.subscriptions.join(
+            (stream.key, stream.rate), self._indexed, self._generation)
         self._attention[stream] = None  # it catches up to its group on its own first
         self._quiet.touch(stream, self.clock())
         self._wake.set()
@@ -278,7 +295,7 @@ class Fanout:
         if not log.covers(self._generation, self._indexed) or self._indexed > log.head:
             self._resync()
         elif log.head > self._indexed:
-            self.subscriptions.add(log.since(self._indexed))
+            self.subscriptions.add(log.since(self._indexed), self.clock())
             self._indexed = log.head
 
     def _resync(self) -> None:
@@ -297,9 +314,10 @@ class Fanout:
         """The sweeper greenlet: a pass when woken, giving way to the feed reader often."""
         while not self.closing:
             if not (self._attention or self.subscriptions.pending):
-                due = self._quiet.next_due(self.heartbeat_s)
-                wait = 1.0 if due is None else min(1.0, max(0.0, due - self.clock()))
-                self._wake.wait(timeout=wait)
+                times = [t for t in (self._quiet.next_due(self.heartbeat_s),
+                                     self.subscriptions.next_timer()) if t is not None]
+                wait = min([1.0, *(t - self.clock() for t in times)])
+                self._wake.wait(timeout=max(0.0, wait))
             self._wake.clear()
             self.sweep(self.clock(), give_way=_give_way)
             gevent.sleep(self.min_pause)
@@ -318,7 +336,7 @@ class Fanout:
         tally = _Tally()
         for stream in list(self._attention):
             self._tend(stream, now, tally)
-        self.subscriptions.begin_pass()
+        self.subscriptions.begin_pass(now)
         slice_start = self.clock()
         for group in self.subscriptions.due():
             self._serve(group, now, tally)
@@ -340,23 +358,26 @@ class Fanout:
 
     def _serve(self, group: Group, now: float, tally: _Tally) -> None:
         """Write a group's frames to every stream in step with it."""
-        count = len(group.frames)
-        body = group.take(self._indexed)
-        if not group.in_step:
+        body, count = group.take(self._indexed, now)
+        self.subscriptions.after_take(group)
+        if not group.in_step or not body:
             return
         chunk = _chunk(body)
         for stream in list(group.in_step):
             tally.sent += self._send(stream, chunk if stream.chunked else body, now)
             tally.events += count
             if stream.pending is not None and not stream.ended:
-                # Half written: it drains, then catches up on its own.
+                # Half written: a reader slower than the market. It drains, then is paced.
                 del group.in_step[stream]
                 stream.cursor, stream.generation = group.cursor, group.generation
                 self._attention[stream] = None
+                self._pace(stream, True)
 
     def _tend(self, stream: Stream, now: float, tally: _Tally) -> None:
         """Bring one stream up to its group: drain, catch up or snapshot, then join it."""
         if stream.pending is not None and not self._drain(stream, now):
+            return
+        if stream.paced and not self._has_read(stream, now):
             return
         log, group = self.log, stream.group
         if not group.in_step:
@@ -366,9 +387,12 @@ class Fanout:
         if reason is None:
             if stream.cursor > group.cursor:
                 return  # ahead of frames its group still owes: wait for the group's turn
-            body, count = log.replay(stream.cursor, stream.key, until=group.cursor)
-            if len(body) > self.catch_up_bytes:
-                reason = "lagging"  # a snapshot is shorter than what it missed
+            if stream.rate:
+                body, count, _ = log.latest(stream.cursor, stream.key, until=group.cursor)
+            else:
+                body, count = log.replay(stream.cursor, stream.key, until=group.cursor)
+            if len(body) > (_PACE_BYTES if stream.paced else self.catch_up_bytes):
+                reason = "lagging"  # the latest state is worth more than what it missed
         if reason is None:
             stream.cursor = group.cursor
             tally.events += count
@@ -386,8 +410,34 @@ class Fanout:
         if body:
             tally.sent += self._send_body(stream, body, now)
         if stream.pending is None and not stream.ended and stream.cursor == group.cursor:
+            if stream.paced and (reason is not None or not self._has_read(stream, now, 0)):
+                return  # still slower than the market: paced again next pass
+            self._pace(stream, False)
             del self._attention[stream]
             group.in_step[stream] = None
+
+    def _pace(self, stream: Stream, paced: bool) -> None:
+        """Pace a slow reader (a small kernel buffer), or let one that keeps up go free."""
+        stream.paced = paced
+        with contextlib.suppress(OSError):
+            stream.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF,
+                                   _PACED_BUFFER if paced else _SEND_BUFFER)
+
+    def _has_read(self, stream: Stream, now: float, slack: int = _PACE_SLACK) -> bool:
+        """Whether a paced stream's client has read (nearly) all it was sent: its
+        advertised receive window is (nearly) as large as it ever was. A client that
+        reads nothing for ``stall_s`` is dropped."""
+        window = _receive_window(stream.sock)
+        if window is None:
+            return True  # not TCP: the socket's own buffer is all there is
+        stream.window = max(stream.window, window)
+        if window >= stream.window - slack:
+            stream.stalled_since = now
+            return True
+        if now - stream.stalled_since >= self.stall_s:
+            logger.info("dropping a stream that read nothing for %.0f s", self.stall_s)
+            self.end(stream, "stalled")
+        return False
 
     def _send_body(self, stream: Stream, body: bytes, now: float) -> int:
         return self._send(stream, _chunk(body) if stream.chunked else body, now)
@@ -461,7 +511,12 @@ class _Tally:
 
 
 def _give_way() -> None:
-    gevent.sleep(_YIELD)
+    """Let the loop poll sockets once (without blocking) and run what is ready, then go on.
+
+    gevent.sleep(0) may resume before any poll; a positive sleep waits a whole 1 ms."""
+    hub = gevent.get_hub()
+    with hub.loop.timer(0) as timer:
+        hub.wait(timer)
 
 
 def _out_of_step(log: EventLog, stream: Stream, generation: int) -> str | None:
@@ -473,6 +528,19 @@ def _out_of_step(log: EventLog, stream: Stream, generation: int) -> str | None:
     if stream.generation != generation:
         return "restart"  # the feed started over: a new market, or a gap it could not fill
     return "lagging"  # fell off the end of the log
+
+
+def _receive_window(sock: socket.socket) -> int | None:
+    """The receive window the peer last advertised (free room in its buffer), if TCP."""
+    if sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return None
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_SIZE)
+    except OSError:
+        return None
+    if len(info) < _TCP_INFO_SIZE:
+        return None  # a kernel older than the field
+    return int.from_bytes(info[_SND_WND:_SND_WND + 4], "little")
 
 
 def _writable(sock: socket.socket) -> bool:

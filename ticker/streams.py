@@ -15,7 +15,7 @@ from ticker import access, admission
 from ticker.errors import ApiError
 from ticker.fanout import Refused
 from ticker.service import TickerService
-from ticker.validation import parse_symbols
+from ticker.validation import parse_max_rate, parse_symbols
 
 __all__ = ["SERVER_RESPONSE", "SSE_HEADERS", "bp", "keep_server_response"]
 
@@ -50,6 +50,7 @@ def _open(symbols_text: str | None) -> Response:
     symbols = parse_symbols(
         symbols_text, service.log, service.config.max_symbols, access.granted()
     )
+    rate = parse_max_rate(request.args.get("max_rate"))
     if request.method == "HEAD":
         return Response(status=200, headers=SSE_HEADERS, content_type=_CONTENT_TYPE)
     if service.fanout.closing:
@@ -67,13 +68,13 @@ def _open(symbols_text: str | None) -> Response:
         raise ApiError(503, str(exc), retry_after=_RETRY_AFTER_S) from None
     last_event_id = request.headers.get("Last-Event-ID") or request.args.get("lastEventId")
     key = None if symbols is None else frozenset(symbols)
-    body = _body(service, sock, server_response, client, key, last_event_id)
+    body = _body(service, sock, server_response, client, key, rate, last_event_id)
     return Response(body, headers=SSE_HEADERS, content_type=_CONTENT_TYPE)
 
 
 def _body(
     service: TickerService, sock: socket, server_response: object, client: str,
-    key: frozenset[str] | None, last_event_id: str | None,
+    key: frozenset[str] | None, rate: float | None, last_event_id: str | None,
 ) -> Iterator[bytes]:
     """The stream's whole life: it exists from the first step of this body to its end.
 
@@ -87,13 +88,13 @@ def _body(
         yield fanout.retry_frame
         return
     try:
-        stream = fanout.open(sock, client, key)
+        stream = fanout.open(sock, client, key, rate)
     except Refused:
         yield fanout.retry_frame  # the places went while this worker got ready
         return
     try:
         start = admission.start(
-            service.log, key, last_event_id, fanout.retry_frame, service.feed.history
+            service.log, key, last_event_id, fanout.retry_frame, service.feed.history, rate
         )
         stream.begin(start, service.log.feed_up)
         yield start.body

@@ -10,6 +10,11 @@ and writes them to every stream in step with it. A group is served at most once 
 next pass, so every stream gets at most one write a pass, while the frames it gets are
 those that arrived up to the moment the sweeper reached it.
 
+A subscription may also ask for at most ``rate`` updates a second per symbol: its group
+keeps only the latest frame of each symbol and lets one out per symbol per period, the
+latest at the moment it goes, so a price that changed is never held back longer than a
+period. Held frames wait on a timer (``Subscriptions.begin_pass(now)`` wakes them).
+
 ``Quiet`` orders streams by their last write, so the ones owed a heartbeat are found at
 its front without looking at the others.
 
@@ -18,43 +23,76 @@ Pure: no I/O, no clock of its own, no gevent.
 
 from __future__ import annotations
 
+import heapq
+import itertools
+import math
 from collections import OrderedDict
 from collections.abc import Hashable, Iterable, Iterator
 
 __all__ = ["Group", "Quiet", "Subscriptions"]
 
-Key = frozenset[str] | None  # a subscription: its symbols, or None for every symbol
+Symbols = frozenset[str] | None  # a subscription's symbols, or None for every symbol
+Key = tuple[Symbols, float | None]  # ...and its rate: updates a second per symbol, or every tick
 
 
 class Group:
     """The streams of one subscription, and the frames after ``cursor`` they are owed."""
 
-    __slots__ = ("key", "cursor", "generation", "frames", "in_step", "size", "served")
+    __slots__ = ("key", "symbols", "period", "cursor", "generation", "frames", "held",
+                 "sent_at", "in_step", "size", "served", "wake_at")
 
     def __init__(self, key: Key, cursor: int, generation: int) -> None:
         self.key = key
+        self.symbols, rate = key
+        self.period = 1.0 / rate if rate else 0.0  # 0: every tick
         self.cursor = cursor  # in-step streams have every frame up to here
         self.generation = generation
-        self.frames: list[bytes] = []  # owed after cursor, in seq order
+        self.frames: list[bytes] = []  # owed after cursor, in seq order (every tick)
+        self.held: dict[str, tuple[int, bytes]] = {}  # rate: the latest of each symbol
+        self.sent_at: dict[str, float] = {}  # rate: when each symbol last went out
         self.in_step: dict[Hashable, None] = {}  # streams that take the shared write
         self.size = 0  # streams of this subscription, in step or not
         self.served = -1  # the pass that last served it
+        self.wake_at = math.inf  # rate: when a timer will wake it
 
-    def take(self, head: int) -> bytes:
-        """The frames owed, joined; the group is then at ``head``."""
-        body = b"".join(self.frames)
-        self.frames.clear()
-        self.cursor = head
-        return body
+    @property
+    def owes(self) -> bool:
+        return bool(self.frames or self.held)
+
+    def take(self, head: int, now: float) -> tuple[bytes, int]:
+        """The frames that may go now, joined, and how many; the rest wait their period."""
+        if not self.period:
+            body, count = b"".join(self.frames), len(self.frames)
+            self.frames.clear()
+            self.cursor = head
+            return body, count
+        ready = sorted(
+            (seq, symbol, frame) for symbol, (seq, frame) in self.held.items()
+            if self.sent_at.get(symbol, -self.period) + self.period <= now
+        )
+        for _, symbol, _ in ready:
+            del self.held[symbol]
+            self.sent_at[symbol] = now
+        # Streams in step have the latest of every symbol up to just before the oldest
+        # frame still held, so that is where a resume must start.
+        self.cursor = min(seq for seq, _ in self.held.values()) - 1 if self.held else head
+        return b"".join(frame for _, _, frame in ready), len(ready)
+
+    def next_at(self) -> float | None:
+        """When the first held frame may go (rate groups)."""
+        if not self.held:
+            return None
+        return min(self.sent_at.get(s, -self.period) for s in self.held) + self.period
 
     def reset(self, head: int, generation: int) -> None:
         """Nothing owed: the group starts again at ``head`` (its streams catch up alone)."""
         self.frames.clear()
+        self.held.clear()
         self.cursor, self.generation = head, generation
 
     def settle(self, head: int) -> None:
         """With nothing owed, its streams have every frame of theirs up to ``head``."""
-        if not self.frames:
+        if not self.owes:
             self.cursor = head
 
 
@@ -64,9 +102,11 @@ class Subscriptions:
     def __init__(self) -> None:
         self.groups: dict[Key, Group] = {}
         self._by_symbol: dict[str, list[Group]] = {}
-        self._every: Group | None = None
+        self._every: list[Group] = []  # the groups of every symbol (one per rate)
         self._dirty: OrderedDict[Group, None] = OrderedDict()
         self._next: OrderedDict[Group, None] = OrderedDict()
+        self._timers: list[tuple[float, int, Group]] = []  # rate groups holding frames
+        self._order = itertools.count()
         self._pass = 0
 
     def join(self, key: Key, head: int, generation: int) -> Group:
@@ -74,10 +114,10 @@ class Subscriptions:
         group = self.groups.get(key)
         if group is None:
             group = self.groups[key] = Group(key, head, generation)
-            if key is None:
-                self._every = group
+            if group.symbols is None:
+                self._every.append(group)
             else:
-                for symbol in key:
+                for symbol in group.symbols:
                     self._by_symbol.setdefault(symbol, []).append(group)
         group.size += 1
         return group
@@ -90,25 +130,41 @@ class Subscriptions:
         del self.groups[group.key]
         self._dirty.pop(group, None)
         self._next.pop(group, None)
-        if group.key is None:
-            self._every = None
+        if group.symbols is None:
+            self._every.remove(group)
             return
-        for symbol in group.key:
+        for symbol in group.symbols:
             wanting = self._by_symbol[symbol]
             wanting.remove(group)
             if not wanting:
                 del self._by_symbol[symbol]
 
-    def add(self, entries: Iterable[tuple[int, str, bytes]]) -> None:
-        """New ticks ``(seq, symbol, frame)``, in order: each goes to the groups that want it."""
+    def add(self, entries: Iterable[tuple[int, str, bytes]], now: float = 0.0) -> None:
+        """New ticks ``(seq, symbol, frame)``, in order: each goes to the groups that want
+        it (at ``now``, for the groups with a rate)."""
         by_symbol, every = self._by_symbol, self._every
-        for _, symbol, frame in entries:
-            for group in by_symbol.get(symbol, ()):
-                group.frames.append(frame)
-                self._mark(group)
-            if every is not None:
-                every.frames.append(frame)
-                self._mark(every)
+        for seq, symbol, frame in entries:
+            for group in itertools.chain(by_symbol.get(symbol, ()), every):
+                if not group.period:
+                    group.frames.append(frame)
+                    self._mark(group)
+                    continue
+                group.held[symbol] = (seq, frame)
+                if group.sent_at.get(symbol, -group.period) + group.period <= now:
+                    self._mark(group)
+                else:
+                    self._wake_at(group, group.sent_at[symbol] + group.period)
+
+    def _wake_at(self, group: Group, when: float) -> None:
+        if when < group.wake_at:
+            group.wake_at = when
+            heapq.heappush(self._timers, (when, next(self._order), group))
+
+    def after_take(self, group: Group) -> None:
+        """A rate group that still holds frames is woken when the first may go."""
+        when = group.next_at()
+        if when is not None:
+            self._wake_at(group, when)
 
     def _mark(self, group: Group) -> None:
         if group.served == self._pass:
@@ -120,15 +176,29 @@ class Subscriptions:
         """The feed started over, or the sweeper lost track: nothing is owed by any group."""
         for group in self.groups.values():
             group.reset(head, generation)
+            group.wake_at = math.inf
         self._dirty.clear()
         self._next.clear()
+        self._timers.clear()
 
-    def begin_pass(self) -> None:
-        """Groups that got more after being served in the last pass are due in this one."""
+    def begin_pass(self, now: float = 0.0) -> None:
+        """Groups that got more after being served in the last pass are due in this one,
+        and so are the rate groups whose held frames may go by ``now``."""
         self._pass += 1
         for group in self._next:
             self._dirty[group] = None
         self._next.clear()
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            when, _, group = heapq.heappop(timers)
+            if when == group.wake_at:
+                group.wake_at = math.inf
+            if group.size and group.held:
+                self._dirty[group] = None
+
+    def next_timer(self) -> float | None:
+        """When the first held frame of any rate group may go."""
+        return self._timers[0][0] if self._timers else None
 
     def due(self) -> Iterator[Group]:
         """The dirty groups of this pass, in the order they became so, each marked served.

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 from simulator.wire import SYMBOL_RE
 from ticker.errors import ApiError
 from ticker.eventlog import EventLog
 
-__all__ = ["parse_symbols"]
+__all__ = ["MAX_RATE", "MIN_RATE", "parse_max_rate", "parse_symbols"]
 
 
 def parse_symbols(
@@ -45,6 +47,27 @@ def parse_symbols(
     if unknown:
         raise ApiError(404, f"unknown symbol: {_listing(unknown)}")
     return unique
+
+
+MIN_RATE, MAX_RATE = 0.1, 100.0  # max_rate: updates a second per symbol
+
+
+def parse_max_rate(text: str | None) -> float | None:
+    """A stream's ``max_rate``: at most that many ``price`` events a second per symbol.
+
+    Raises:
+        ApiError: 400 unless a number from ``MIN_RATE`` to ``MAX_RATE``.
+    """
+    if text is None:
+        return None
+    try:
+        rate = float(text)
+    except ValueError:
+        rate = math.nan
+    if not MIN_RATE <= rate <= MAX_RATE:  # nan fails too
+        raise ApiError(400, f"max_rate must be a number from {MIN_RATE:g} to {MAX_RATE:g} "
+                            "(price events a second per symbol)")
+    return rate
 
 
 def _listing(names: list[str]) -> str:
