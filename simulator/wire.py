@@ -166,12 +166,12 @@ def split(message: dict, piece: dict, limit: int = MAX_LINE) -> list[bytes]:
     room = limit - len(head) - len(b"]}\n") + 1  # +1: no comma before the first item
     for item in message[key]:
         encoded = _ENCODER.encode(item).encode()
-        if len(encoded) + 1 > room:
-            if not batch:
-                raise ValueError(f"an item of {key!r} does not fit in a line")
+        if len(encoded) + 1 > room and (batch or not lines):  # the first line may hold none
             lines.append(head + b",".join(batch) + b"]}\n")
             head = _ENCODER.encode({**piece, key: []}).encode()[:-2]
             batch, room = [], limit - len(head) - len(b"]}\n") + 1
+        if len(encoded) + 1 > room:
+            raise ValueError(f"an item of {key!r} does not fit in a line")
         batch.append(encoded)
         room -= len(encoded) + 1
     lines.append(head + b",".join(batch) + b"]}\n")

@@ -160,12 +160,118 @@ def test_encode_refuses_non_finite_numbers(value):
 
 def test_messages_have_their_type_and_fields():
     assert wire.hello("e1", 3, [], 20.0) == {
-        "type": "hello", "epoch": "e1", "seq": 3, "oldest": 3, "rate": 20.0, "universe": []}
+        "type": "hello", "epoch": "e1", "seq": 3, "oldest": 3, "rate": 20.0, "count": 0,
+        "universe": []}
     assert wire.hello("e1", 9, [], 20.0, oldest=4)["oldest"] == 4
-    assert wire.snapshot(3, []) == {"type": "snapshot", "seq": 3, "quotes": []}
+    assert wire.snapshot(3, []) == {"type": "snapshot", "seq": 3, "count": 0, "quotes": []}
     assert wire.tick({"symbol": "A"}) == {"type": "tick", "symbol": "A"}
     assert wire.reply(None, universe=[]) == {"type": "reply", "universe": []}
     assert wire.error("bad", 9) == {"type": "error", "error": "bad", "id": 9}
+
+
+# Messages in pieces ---------------------------------------------------------------
+
+def listing(count: int) -> list[dict]:
+    return [{"symbol": f"S{i}", "name": f"Company number {i} Inc", "sector": "Energy"}
+            for i in range(count)]
+
+
+def quote(i: int) -> dict:
+    return {"symbol": f"S{i}", "price": 123.45, "open": 120.5, "high": 125.25, "low": 119.75,
+            "change": 2.95, "change_pct": 2.45, "volume": 1_234_500, "size": 300,
+            "ts": 1_800_000_000_000, "seq": 1_234_567 + i}
+
+
+def reassemble(lines: list[bytes], key: str) -> tuple[dict, list[dict]]:
+    """The first line's message and every piece after it, checked for shape."""
+    decoded = [item for line in lines for item in Decoder().feed(line)]
+    assert len(decoded) == len(lines) and all(isinstance(item, dict) for item in decoded)
+    first, *pieces = decoded
+    assert wire.missing(first, key) == sum(len(piece[key]) for piece in pieces)
+    return first, pieces
+
+
+@pytest.mark.parametrize("count", [0, 1, 50, 250])
+def test_a_small_market_is_one_line_each(count):
+    hello = wire.hello("e1", 7, listing(count), 20.0)
+    snapshot = wire.snapshot(7, [quote(i) for i in range(count)])
+    assert wire.split(hello, {"type": "universe"}) == [wire.encode(hello)]
+    assert wire.split(snapshot, {"type": "quotes"}) == [wire.encode(snapshot)]
+    assert wire.symbols_reply(3, listing(count)) == [wire.encode(
+        {"type": "reply", "id": 3, "count": count, "universe": listing(count)})]
+
+
+@pytest.mark.parametrize("count", [1000, 2000, 10_000])
+def test_a_large_market_comes_in_pieces_under_the_line_limit(count):
+    listed, quotes = listing(count), [quote(i) for i in range(count)]
+    for lines, key, kind, items in [
+        (wire.split(wire.hello("e1", 7, listed, 20.0), {"type": "universe"}),
+         "universe", "universe", listed),
+        (wire.split(wire.snapshot(7, quotes), {"type": "quotes"}), "quotes", "quotes", quotes),
+        (wire.symbols_reply("s", listed), "universe", "universe", listed),
+    ]:
+        assert len(lines) > 1
+        assert all(len(line) <= MAX_LINE and line.count(b"\n") == 1 for line in lines)
+        assert all(len(line) > MAX_LINE - 400 for line in lines[:-1])  # each piece full
+        first, pieces = reassemble(lines, key)
+        assert first["count"] == count
+        assert first[key] + [item for piece in pieces for item in piece[key]] == items
+        assert all(piece["type"] == kind and len(piece) == 2 + ("id" in first)
+                   for piece in pieces)
+    assert [piece["id"] for piece in reassemble(lines, "universe")[1]] == ["s"] * (len(lines) - 1)
+
+
+def test_the_first_line_keeps_the_message_fields_in_order():
+    hello = wire.hello("e1", 7, listing(3000), 20.0, oldest=2)
+    first = json.loads(wire.split(hello, {"type": "universe"})[0])
+    assert list(first) == ["type", "epoch", "seq", "oldest", "rate", "count", "universe"]
+    assert (first["epoch"], first["seq"], first["oldest"], first["count"]) == ("e1", 7, 2, 3000)
+    reply = json.loads(wire.symbols_reply(5, listing(3000))[0])
+    assert list(reply) == ["type", "id", "count", "universe"]
+
+
+@given(st.lists(st.text(alphabet="ab \"\\é\n", max_size=20), max_size=60),
+       st.integers(min_value=300, max_value=900))
+def test_pieces_hold_every_item_at_any_limit(names, limit):
+    listed = [{"symbol": "A", "name": name} for name in names]
+    lines = wire.split(wire.hello("e1", 1, listed, 1.0), {"type": "universe"}, limit=limit)
+    assert all(len(line) <= limit for line in lines)
+    first, pieces = reassemble(lines, "universe")
+    assert first["universe"] + [c for piece in pieces for c in piece["universe"]] == listed
+
+
+def test_a_first_line_too_full_for_an_item_holds_none():
+    listed = [{"symbol": "A", "name": "x" * 60}] * 3
+    lines = wire.split(wire.hello("e1", 1, listed, 1.0), {"type": "universe"}, limit=120)
+    first, pieces = reassemble(lines, "universe")
+    assert first["universe"] == [] and first["count"] == 3
+    assert [piece["universe"] for piece in pieces] == [[listed[0]]] * 3
+
+
+def test_an_item_too_long_for_any_line_is_refused():
+    with pytest.raises(ValueError, match="does not fit"):
+        wire.split(wire.snapshot(1, [quote(1)]), {"type": "quotes"}, limit=100)
+
+
+@pytest.mark.parametrize("message, left", [
+    ({"universe": [1, 2]}, 0),
+    ({"universe": [1, 2], "count": 2}, 0),
+    ({"universe": [1, 2], "count": 10}, 8),
+])
+def test_missing_counts_what_the_pieces_still_owe(message, left):
+    assert wire.missing(message, "universe") == left
+
+
+@pytest.mark.parametrize("message, reason", [
+    ({"type": "hello"}, "hello has no universe"),
+    ({"universe": {}}, "has no universe"),
+    ({"universe": [1, 2], "count": 1}, "count must be an integer, at least the 2"),
+    ({"universe": [], "count": True}, "count must be an integer"),
+    ({"universe": [], "count": 2.5}, "count must be an integer"),
+])
+def test_missing_refuses_a_bad_count(message, reason):
+    with pytest.raises(WireError, match=reason):
+        wire.missing(message, "universe")
 
 
 # Requests -------------------------------------------------------------------------
