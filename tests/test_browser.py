@@ -8,21 +8,17 @@ import json
 import re
 import subprocess
 import sys
-import time
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
+from tests.browsing import DEFAULT_SIZE, PRICE_TEXT, chromium, open_live, streams_open, watched
 from tests.servers import ROOT, run_gunicorn
 
 pytestmark = pytest.mark.browser
 
 ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-DEFAULT_SIZE = 8  # the page's first-visit watchlist
-PRICE_TEXT = re.compile(r"^\d[\d,]*\.\d\d$")
 
 
 class Recorder:
@@ -47,12 +43,8 @@ class Recorder:
 
 @pytest.fixture(scope="module")
 def browser():
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
+    with chromium() as browser:
         yield browser
-        browser.close()
 
 
 @pytest.fixture
@@ -65,19 +57,6 @@ def page(browser, server):
     page.recorder = Recorder(page)
     yield page
     context.close()
-
-
-def open_live(page: Page) -> None:
-    page.goto("/")
-    expect(page.locator("#connection")).to_have_attribute("data-state", "live", timeout=10_000)
-    expect(page.locator("#rows [data-field=price]")).to_have_count(DEFAULT_SIZE, timeout=5_000)
-    expect(page.locator("#rows [data-field=price]")).to_have_text(
-        [PRICE_TEXT] * DEFAULT_SIZE, timeout=5_000
-    )
-
-
-def watched(page: Page) -> list[str]:
-    return page.locator("#rows tr").evaluate_all("rows => rows.map(row => row.dataset.symbol)")
 
 
 def wait_for_prices_to_move(page: Page) -> None:
@@ -200,7 +179,7 @@ def test_one_stream_whatever_is_watched(page, server):
     assert len(streams) == 1 + len(every) - DEFAULT_SIZE
     assert [len(symbols) for symbols in streams] == list(range(DEFAULT_SIZE, len(every) + 1))
     # And the server holds one open stream: each change closed the one before.
-    assert wait_for_open_streams(server, 1) == 1
+    assert streams_open(server, 1) == 1
 
 
 def assert_sorted_by_price(page: Page, *, descending: bool) -> None:
@@ -209,18 +188,3 @@ def assert_sorted_by_price(page: Page, *, descending: bool) -> None:
     texts = page.locator("#rows [data-field=price]").all_text_contents()
     prices = [float(text.replace(",", "")) for text in texts]
     assert prices == sorted(prices, reverse=descending)
-
-
-def wait_for_open_streams(server, expected: int, timeout: float = 5.0) -> int:
-    """``ticker_streams_open`` once it reads ``expected``, or its last reading at the deadline.
-
-    A stream the browser dropped is closed by the server at its next write, a tick later.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        _, _, body = server.get("/metrics")
-        match = re.search(rb"^ticker_streams_open(?:\{[^}]*\})? (\S+)$", body, re.MULTILINE)
-        value = int(float(match.group(1)))
-        if value == expected or time.monotonic() > deadline:
-            return value
-        time.sleep(0.1)
