@@ -16,7 +16,7 @@ from simulator.exchange import Exchange
 from simulator.model import Market
 from simulator.replay import Replay
 from tests.procs import run_simulator
-from tests.test_simulator import FeedClient, assert_one_line_error, cli
+from tests.test_simulator import FeedClient, assert_one_line_error, cli, read_in_pieces
 
 TS = 1_700_000_000_000  # long ago: what was kept then is too old now
 
@@ -104,6 +104,35 @@ def test_a_restarted_market_goes_on_exactly(tmp_path):
     assert "Traceback" not in again.output()
 
 
+def test_a_full_size_market_restarts_and_replays(tmp_path):
+    saved, count = tmp_path / "market.state", universe.MAX_SYMBOLS
+    args = ("--seed", "4", "--symbols", str(count), "--rate", "2000", "--state", str(saved))
+    with run_simulator(tmp_path, *args) as first:
+        with contextlib.closing(FeedClient(first.path)) as client:
+            hello = client.next()
+            listed = read_in_pieces(client, hello, "universe", {"type": "universe"})
+            follower = Follower(client, {"quotes": []})
+            read_in_pieces(client, client.next(), "quotes", {"type": "quotes"})
+            follower.until_seq(hello["seq"] + 3000)
+            first.proc.send_signal(signal.SIGTERM)
+            follower.until_closed()
+        assert first.proc.wait(20) == 0
+    ticks, last = follower.ticks, follower.ticks[-1]["seq"]
+    assert f"saved epoch {hello['epoch']} at seq {last} " in first.output()
+    with run_simulator(tmp_path, *args) as again, \
+            contextlib.closing(FeedClient(again.path)) as client:
+        resumed = client.next()
+        assert read_in_pieces(client, resumed, "universe", {"type": "universe"}) == listed
+        quotes = read_in_pieces(client, client.next(), "quotes", {"type": "quotes"})
+        across, done = replay(client, last - 1000, last + 10)
+    assert (resumed["epoch"], resumed["count"]) == (hello["epoch"], count)
+    assert resumed["seq"] >= last and len(quotes) == count
+    assert done["type"] == "reply" and done["count"] == 1010
+    assert across[:1000] == ticks[-1000:]  # from before the restart, byte for byte
+    assert [tick["seq"] for tick in across] == list(range(last - 999, last + 11))
+    assert "Traceback" not in again.output()
+
+
 def exchange_with_ticks(count: int, ts: int = TS) -> Exchange:
     companies = universe.create(4, seed=2)
     market = Market(companies, random.Random(2), rate=50.0, ts=ts)
@@ -143,6 +172,19 @@ def test_loading_applies_the_bounds_and_rate_given_now(tmp_path, max_ticks, max_
     loaded, _ = load(path, max_ticks, max_age_ms, rate)
     assert len(loaded.replay) == kept and loaded.replay.oldest == 300 - kept
     assert loaded.market.rate == (rate or 50.0)
+
+
+def test_a_file_saved_before_activity_loads_with_even_activity(tmp_path):
+    path = tmp_path / "m.state"
+    state.save(path, exchange_with_ticks(30), seed=2)
+    header, rest = path.read_bytes().split(b"\n", 1)
+    old = json.loads(header)
+    for company in old["universe"]:
+        del company["activity"]
+    path.write_bytes(json.dumps(old).encode() + b"\n" + rest)
+    loaded, _ = load(path)
+    assert [company.activity for company in loaded.universe] == [1.0] * 4
+    assert loaded.market.seq == 30
 
 
 def test_a_missing_file_is_no_state(tmp_path):

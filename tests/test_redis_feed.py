@@ -1,4 +1,5 @@
-"""The market publishing into Redis: a stalled Redis never holds up the making of a tick."""
+"""The market publishing into Redis: a stalled Redis never holds up the making of a tick,
+and a full-size market is there whole."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ import time
 import pytest
 import redis
 
+from simulator import universe
 from tests.procs import run_simulator
 from tests.redis_proc import run_redis
+from tests.test_simulator import cli
 
 pytestmark = pytest.mark.redis
 
@@ -69,3 +72,23 @@ def test_a_market_restarted_from_its_state_goes_on_with_its_stream(tmp_path):
     assert (hello["epoch"], hello["seq"]) == (epoch, last)
     seqs = [tick["seq"] for tick in ticks]
     assert seqs == list(range(1, seqs[-1] + 1)) and seqs[-1] > last + 10
+
+
+def test_a_full_size_market_in_redis(tmp_path):
+    count = universe.MAX_SYMBOLS
+    with run_redis(tmp_path) as store, run_simulator(
+        tmp_path, "--seed", "5", "--symbols", str(count), "--rate", "2000", "--feed", store.url
+    ):
+        client = redis.Redis.from_url(store.url)
+        try:
+            hello = json.loads(client.get("ticker:hello"))  # one value, no line limit
+            quotes = client.hgetall("ticker:quotes")
+        finally:
+            client.close()
+        result = cli("symbols", "--feed", store.url)  # its reply comes in pieces
+    listed = [company.listing() for company in universe.create(count, seed=5)]
+    assert (hello["type"], hello["count"], hello["universe"]) == ("hello", count, listed)
+    assert len(quotes) == count
+    assert result.returncode == 0, result.stderr
+    assert [line.split()[0] for line in result.stdout.splitlines()] == [
+        c["symbol"] for c in listed]
