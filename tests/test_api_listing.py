@@ -1,5 +1,6 @@
-"""``/api/symbols`` at full size, in-process: one entity tag per universe, a 304 for a
-browser that has the listing, gzip for a client that accepts it, the token's share only."""
+"""``/api/symbols`` at full size: one entity tag per universe, a 304 for a browser that has
+the listing, gzip for a client that accepts it, the token's share only (in-process), and
+the same tag from every gunicorn worker."""
 
 from __future__ import annotations
 
@@ -134,3 +135,15 @@ def test_a_token_gets_its_own_share_with_its_own_tag():
                        headers={"If-None-Match": share.headers["ETag"]})
     assert again.status_code == 304
     assert client.get("/api/symbols").status_code == 401
+
+
+def test_every_worker_answers_with_the_same_tag(server):
+    # One connection per request: either of gunicorn's two workers may answer each.
+    answers = [server.get("/api/symbols", headers={"Accept-Encoding": "gzip"})
+               for _ in range(8)]
+    assert {status for status, _, _ in answers} == {200}
+    assert len({headers["ETag"] for _, headers, _ in answers}) == 1
+    assert len({body for _, _, body in answers}) == 1
+    tag = answers[0][1]["ETag"]
+    status, headers, body = server.get("/api/symbols", headers={"If-None-Match": tag})
+    assert (status, headers["ETag"], body) == (304, tag, b"")
