@@ -26,7 +26,7 @@ from pathlib import Path
 
 from tests.servers import ROOT, free_port
 
-__all__ = ["Nginx", "make_certificate", "run_nginx"]
+__all__ = ["SHIPPED", "Nginx", "make_certificate", "run_nginx"]
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 SHIPPED = ROOT / "deploy" / "nginx"

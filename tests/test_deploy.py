@@ -5,7 +5,9 @@ one HTTP/2 connection, and the proxy's own limits, compression and headers.
 
 One market, gunicorn and nginx serve the whole module (the reload comes last). The
 proxy's read timeout is 3 s here and the heartbeat 1 s, so a stream kept open only by
-heartbeats shows within seconds.
+heartbeats shows within seconds. Clients speak TLS to nginx, but for the reload's
+followers and /healthz poller (``tests.observers``, plain HTTP), which use the plain port
+of the same server block.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import gzip
 import http.client
 import json
 import os
+import re
 import signal
 import socket
 import statistics
@@ -28,7 +31,7 @@ import httpx
 import pytest
 
 from tests.conftest import attach_log_on_failure
-from tests.nginx_proc import Nginx, run_nginx
+from tests.nginx_proc import SHIPPED, Nginx, run_nginx
 from tests.observers import HealthPoller, Tape, wait_until
 from tests.procs import run_simulator
 from tests.servers import free_port, run_gunicorn
@@ -42,7 +45,9 @@ SERVER_ENV = {
     # Behind the proxy every client is 127.0.0.1: the proxy limits per client instead.
     "TICKER_MAX_STREAMS_PER_CLIENT": "1000",
 }
-STREAM_LIMIT = 50  # limit_conn on /stream in deploy/nginx/ticker.conf
+# Open streams per client address, as the shipped configuration sets it.
+STREAM_LIMIT = int(re.search(r"limit_conn ticker_streams (\d+);",
+                             (SHIPPED / "ticker.conf").read_text())[1])
 
 
 @pytest.fixture(scope="module")
