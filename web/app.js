@@ -3,6 +3,7 @@
 
 import { getJSON } from "./api.js";
 import { ConnectionStatus } from "./connection.js";
+import { DetailView } from "./detail.js";
 import { Picker } from "./picker.js";
 import * as prefs from "./prefs.js";
 import { QuoteStream } from "./stream.js";
@@ -27,13 +28,18 @@ const table = new WatchlistTable(byId("watchlist"), byId("row"), {
   onRemove: remove,
   onSort: prefs.saveSort,
 });
+const detail = new DetailView(byId("detail"), byId("rows"), (symbol) => listing.get(symbol));
 const stream = new QuoteStream({
   onSnapshot(quotes) {
-    for (const quote of quotes) table.queue(quote);
+    for (const quote of quotes) {
+      table.queue(quote);
+      detail.queue(quote);
+    }
     schedule();
   },
   onPrice(quote) {
     table.queue(quote);
+    detail.queue(quote);
     status.tick(quote.ts);
     schedule();
   },
@@ -57,6 +63,7 @@ function schedule() {
 function paint(now) {
   frame = 0;
   table.flush();
+  detail.flush();
   status.flush(now);
 }
 
