@@ -2,13 +2,15 @@
 
 A raw ``gevent.server.StreamServer``, no WSGI, no Flask: it reads the same market feed,
 encodes each tick once into the same ``price`` frame ticker sends (same encoder, same
-quote fields, same ``EPOCH-SEQ`` id, so the same size), and one sweeper greenlet writes
-each subscription's new frames to every socket of it: one join and one chunk per group,
-one non-blocking write per socket per sweep, and the same pacing as ticker's sweeper
-(the next sweep no sooner than ``max(flush_ms, half the last sweep)``). A socket that
-cannot take everything keeps the rest in front of its next write; there is no log, no
-resume, no conflation, no heartbeat, no metrics. What ticker does beyond this is what
-its ratio to the ceiling measures.
+quote fields, same ``EPOCH-SEQ`` id, so the same size), and sweeps as ticker does:
+streams with the same symbols form a group, each tick's frame goes as it arrives to the
+groups that want it (an index by symbol), and one sweeper greenlet serves only the groups
+with frames waiting, each at most once a pass, joining its frames once into one chunk and
+writing it to each of its sockets in one non-blocking write. It lets the feed reader run
+every 2 ms of a pass, so a group reached late carries what arrived until then, and pauses
+``flush_ms`` between passes. A socket that cannot take everything keeps the rest in front
+of its next write; there is no log, no resume, no conflation, no pacing, no heartbeat, no
+metrics. What ticker does beyond this is what its ratio to the ceiling measures.
 
     python -m bench.ceiling --feed unix:/tmp/market.sock --bind 127.0.0.1:8100
 """
@@ -37,18 +39,11 @@ __all__ = ["Ceiling"]
 _HEADERS = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
             b"X-Accel-Buffering: no\r\nTransfer-Encoding: chunked\r\n\r\n")
 _RETRY = sse.encode(retry=2000)
+_GIVE_WAY_S = 0.002  # as ticker's sweeper: the feed reader runs at least this often
 
 
 def _chunk(body: bytes) -> bytes:
     return b"%x\r\n%b\r\n" % (len(body), body)
-
-
-def _seq(item: tuple) -> int:
-    return item[0]
-
-
-def _join(items) -> bytes:
-    return b"".join(frame for _, _, frame in items)
 
 
 def _dumps(value: object) -> str:
@@ -56,20 +51,30 @@ def _dumps(value: object) -> str:
 
 
 class _Client:
-    __slots__ = ("sock", "fd", "key", "after", "pending", "done")
+    __slots__ = ("sock", "fd", "group", "after", "pending", "done")
 
-    def __init__(self, sock: socket.socket, key: frozenset[str] | None, after: int,
-                 first: bytes) -> None:
+    def __init__(self, sock: socket.socket, group: _Group, after: float, first: bytes) -> None:
         self.sock = sock
+        self.group = group
         self.fd = sock.fileno()
-        self.key = key
         self.after = after  # the seq its snapshot is as of
         self.pending = [first]
         self.done = Event()
 
 
+class _Group:
+    """The sockets of one subscription and the frames ``(seq, frame)`` they are owed."""
+
+    __slots__ = ("members", "frames", "served")
+
+    def __init__(self) -> None:
+        self.members: dict[_Client, None] = {}
+        self.frames: list[tuple[float, bytes]] = []
+        self.served = 0  # the pass that last served it
+
+
 class Ceiling:
-    """The market's latest quotes, the frames since the last sweep, and every socket."""
+    """The market's latest quotes, the groups indexed by symbol, the dirty ones, the sockets."""
 
     def __init__(self, feed: str, flush_ms: float = 2.0) -> None:
         self.feed = address.parse(feed)
@@ -78,9 +83,12 @@ class Ceiling:
         self.head = 0
         self.up = False
         self.quotes: dict[str, str] = {}  # symbol: quote JSON
-        self.new: list[tuple[int, str | None, bytes]] = []  # (seq, symbol or None: all, frame)
-        self.groups: dict[frozenset[str] | None, list[_Client]] = {}
-        self.joining: list[_Client] = []  # new sockets, written from the next sweep on
+        self.groups: dict[frozenset[str] | None, _Group] = {}
+        self.by_symbol: dict[str, list[_Group]] = {}
+        self.every: list[_Group] = []  # the groups of every symbol
+        self.dirty: dict[_Group, None] = {}  # groups with frames waiting, in that order
+        self.behind: dict[_Client, None] = {}  # new sockets, owed their first bytes
+        self.passes = 0
         self.wake = Event()
 
     # The feed ------------------------------------------------------------------------
@@ -96,23 +104,33 @@ class Ceiling:
                         self._apply(message)
                 self.wake.set()
         self.up = False
-        self.new.append((self.head, None, sse.encode('{"feed":"down"}', event="status")))
+        down = sse.encode('{"feed":"down"}', event="status")
+        for group in self.groups.values():
+            self._owe(group, float("inf"), down)
         self.wake.set()
 
     def _apply(self, message: dict) -> None:
         kind = message.get("type")
         if kind == "tick":
             quote = wire.parse_quote(message)
-            data = self.quotes[quote["symbol"]] = _dumps(quote)
+            symbol = quote["symbol"]
+            data = self.quotes[symbol] = _dumps(quote)
             self.head = quote["seq"]
             frame = sse.encode(data, event="price", id=f"{self.epoch}-{self.head}")
-            self.new.append((self.head, quote["symbol"], frame))
+            for group in self.by_symbol.get(symbol, ()):
+                self._owe(group, self.head, frame)
+            for group in self.every:
+                self._owe(group, self.head, frame)
         elif kind == "hello":
             self.epoch = wire.parse_hello(message)[0]
         elif kind == "snapshot":
             self.head, quotes = wire.parse_snapshot(message)
             self.quotes = {quote["symbol"]: _dumps(quote) for quote in quotes}
             self.up = True
+
+    def _owe(self, group: _Group, seq: float, frame: bytes) -> None:
+        group.frames.append((seq, frame))
+        self.dirty[group] = None
 
     # The streams ---------------------------------------------------------------------
 
@@ -136,48 +154,63 @@ class Ceiling:
         snapshot = sse.encode(f'{{"quotes":[{quotes}]}}', event="snapshot",
                               id=f"{self.epoch}-{self.head}")
         status = sse.encode('{"feed":"up"}', event="status")
-        client = _Client(sock, key, self.head, _HEADERS + _chunk(_RETRY + snapshot + status))
+        group = self.groups.get(key)
+        if group is None:
+            group = self.groups[key] = _Group()
+            for symbol in key or ():
+                self.by_symbol.setdefault(symbol, []).append(group)
+            if key is None:
+                self.every.append(group)
+        client = _Client(sock, group, self.head, _HEADERS + _chunk(_RETRY + snapshot + status))
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as gunicorn's sockets
         sock.setblocking(False)
-        self.joining.append(client)
+        group.members[client] = None
+        self.behind[client] = None
         self.wake.set()
         client.done.wait()
 
     def sweep(self) -> None:
-        """Forever: wait for frames, write them to every socket, pause like ticker does."""
+        """Forever: wait for frames, serve the groups that have some, pause like ticker."""
         while True:
             self.wake.wait()
             self.wake.clear()
-            started = time.monotonic()
-            new, self.new = self.new, []
-            everyone = b"".join(frame for _, _, frame in new)
-            by_symbol: dict[str | None, list[tuple[int, str | None, bytes]]] = {}
-            for item in new:
-                by_symbol.setdefault(item[1], []).append(item)
-            for key, members in list(self.groups.items()):
-                body = everyone if key is None else _join(self._select(by_symbol, key))
-                if body or any(c.pending for c in members):
-                    data = _chunk(body) if body else b""
-                    for client in list(members):
-                        self._write(client, data)
-            joining, self.joining = self.joining, []
-            for client in joining:
-                # Its snapshot already holds the ticks up to ``after``.
-                picked = new if client.key is None else self._select(by_symbol, client.key)
-                body = _join(item for item in picked if item[0] > client.after)
-                self.groups.setdefault(client.key, []).append(client)
-                self._write(client, _chunk(body) if body else b"")
-            gevent.sleep(max(self.min_pause, (time.monotonic() - started) / 2))
+            self.passes += 1
+            later = []
+            slice_start = time.monotonic()
+            while self.dirty:
+                group = next(iter(self.dirty))
+                del self.dirty[group]
+                if group.served == self.passes:
+                    later.append(group)  # more since it was served: the next pass
+                    continue
+                group.served = self.passes
+                self._serve(group)
+                if time.monotonic() - slice_start >= _GIVE_WAY_S:
+                    _give_way()
+                    slice_start = time.monotonic()
+            for group in later:
+                self.dirty[group] = None
+            behind, self.behind = self.behind, {}
+            for client in behind:
+                self._write(client, b"")
+            if self.dirty or self.behind:
+                self.wake.set()
+            gevent.sleep(self.min_pause)
 
-    @staticmethod
-    def _select(by_symbol: dict, key: frozenset[str]) -> list[tuple[int, str | None, bytes]]:
-        """The frames for the symbols of ``key`` in seq order, then those for all."""
-        picked = []
-        for symbol in key:
-            picked.extend(by_symbol.get(symbol, ()))
-        picked.sort(key=_seq)
-        picked.extend(by_symbol.get(None, ()))
-        return picked
+    def _serve(self, group: _Group) -> None:
+        """One chunk of the group's frames to each socket (a new one gets only what its
+        snapshot does not hold)."""
+        frames, group.frames = group.frames, []
+        if not frames:
+            return
+        data = _chunk(b"".join(frame for _, frame in frames))
+        first = frames[0][0]
+        for client in list(group.members):
+            if client.after >= first:
+                body = b"".join(frame for seq, frame in frames if seq > client.after)
+                self._write(client, _chunk(body) if body else b"")
+            else:
+                self._write(client, data)
 
     def _write(self, client: _Client, data: bytes) -> None:
         """One non-blocking write of what the socket still owes and ``data``.
@@ -193,7 +226,7 @@ class Ceiling:
         try:
             written = os.writev(client.fd, pending[:512])  # within IOV_MAX
         except BlockingIOError:
-            return
+            written = 0
         except OSError:
             self._drop(client)
             return
@@ -201,14 +234,22 @@ class Ceiling:
             written -= len(pending.pop(0))
         if written:
             pending[0] = pending[0][written:]
+        if pending:
+            self.behind[client] = None
 
     def _drop(self, client: _Client) -> None:
-        for members in self.groups.values():
-            if client in members:
-                members.remove(client)
+        client.group.members.pop(client, None)
+        self.behind.pop(client, None)
         with contextlib.suppress(OSError):
             client.sock.shutdown(socket.SHUT_RDWR)
         client.done.set()
+
+
+def _give_way() -> None:
+    """Let the loop poll once without blocking and run what is ready (as ticker's sweeper)."""
+    hub = gevent.get_hub()
+    with hub.loop.timer(0) as timer:
+        hub.wait(timer)
 
 
 def main(argv: list[str] | None = None) -> None:

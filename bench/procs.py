@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 __all__ = [
-    "Server", "cpu_seconds", "exit_on_sigterm", "free_port", "market", "memory_kb",
+    "Server", "cpu_seconds", "exit_on_sigterm", "free_port", "loadavg", "market", "memory_kb",
     "revision", "runqueue_seconds", "server", "stop",
 ]
 
@@ -67,6 +67,11 @@ def runqueue_seconds(pid: int | str) -> float:
     low while this grows was held back by other processes, not by its own design.
     """
     return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
+
+
+def loadavg() -> float:
+    """The machine's load average over the last minute (/proc/loadavg)."""
+    return float(Path("/proc/loadavg").read_text().split()[0])
 
 
 def memory_kb(pid: int, field: str) -> int:

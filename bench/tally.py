@@ -201,6 +201,7 @@ class Tally:
             "conflated_streams": conflated_streams,
             "converged": converged if settled else None,
             "reference_lost": ref_lost,
+            "reference_snapshots": ref.snapshots,  # after its first: its record has holes
             "final_seq": final,
             "bodies_parsed": self.bodies.parsed,
         }
