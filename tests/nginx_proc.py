@@ -26,7 +26,8 @@ from pathlib import Path
 
 from tests.servers import ROOT, free_port
 
-__all__ = ["SHIPPED", "Nginx", "make_certificate", "run_nginx"]
+__all__ = ["SHIPPED", "Nginx", "check_config", "make_certificate", "run_nginx",
+           "site_conf"]
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 SHIPPED = ROOT / "deploy" / "nginx"
@@ -134,7 +135,7 @@ http {{
 """
 
 
-def _site_conf(prefix: Path, tls_port: int, plain_port: int, cert: Path, key: Path,
+def site_conf(prefix: Path, tls_port: int, plain_port: int, cert: Path, key: Path,
                read_timeout: str) -> str:
     """The test's ticker/site.conf: the shipped one's settings, on loopback ports."""
     return f"""listen 127.0.0.1:{tls_port} ssl http2;
@@ -148,20 +149,35 @@ proxy_read_timeout {read_timeout};
 """
 
 
+def _lay_out(prefix: Path, site: str, upstream: str) -> None:
+    """The main nginx.conf and the shipped file's two includes, under ``prefix``."""
+    (prefix / "ticker").mkdir(parents=True, exist_ok=True)
+    (prefix / "temp").mkdir(exist_ok=True)
+    (prefix / "nginx.conf").write_text(_main_conf(prefix))
+    (prefix / "ticker" / "site.conf").write_text(site)
+    (prefix / "ticker" / "upstream.conf").write_text(upstream)
+
+
+def check_config(prefix: Path, site: str, upstream: str) -> subprocess.CompletedProcess:
+    """``nginx -t`` of the shipped ticker.conf with these two includes: binds nothing,
+    starts nothing."""
+    _lay_out(prefix, site, upstream)
+    return subprocess.run(
+        [NGINX, "-t", "-p", str(prefix), "-e", str(prefix / "error.log"), "-c", "nginx.conf"],
+        capture_output=True, text=True, timeout=30)
+
+
 @contextlib.contextmanager
 def run_nginx(tmp_path: Path, upstream_port: int, *, read_timeout: str = "60s",
               wait: bool = True) -> Iterator[Nginx]:
     """nginx with the shipped configuration in front of ``127.0.0.1:upstream_port``,
     stopped when the block ends. ``read_timeout`` is the site's ``proxy_read_timeout``."""
     prefix = Path(tmp_path) / f"nginx-{time.monotonic_ns()}"
-    (prefix / "ticker").mkdir(parents=True)
-    (prefix / "temp").mkdir()
+    prefix.mkdir(parents=True)
     cert, key = make_certificate(prefix)
     tls_port, plain_port = free_port(), free_port()
-    (prefix / "nginx.conf").write_text(_main_conf(prefix))
-    (prefix / "ticker" / "upstream.conf").write_text(f"server 127.0.0.1:{upstream_port};\n")
-    (prefix / "ticker" / "site.conf").write_text(
-        _site_conf(prefix, tls_port, plain_port, cert, key, read_timeout))
+    _lay_out(prefix, site_conf(prefix, tls_port, plain_port, cert, key, read_timeout),
+             f"server 127.0.0.1:{upstream_port};\n")
     with open(prefix / "error.log", "ab") as log:
         proc = subprocess.Popen(
             [NGINX, "-p", str(prefix), "-e", str(prefix / "error.log"), "-c", "nginx.conf",

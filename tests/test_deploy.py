@@ -31,7 +31,14 @@ import httpx
 import pytest
 
 from tests.conftest import attach_log_on_failure
-from tests.nginx_proc import SHIPPED, Nginx, run_nginx
+from tests.nginx_proc import (
+    SHIPPED,
+    Nginx,
+    check_config,
+    make_certificate,
+    run_nginx,
+    site_conf,
+)
 from tests.observers import HealthPoller, Tape, wait_until
 from tests.procs import run_simulator
 from tests.servers import free_port, run_gunicorn
@@ -96,6 +103,29 @@ def established(port: int) -> int:
     lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
     return sum(1 for line in lines
                if line.split()[1].endswith(f":{port:04X}") and line.split()[3] == "01")
+
+
+def directives(text: str) -> list[str]:
+    """The directive names of an nginx file with one directive a line."""
+    return sorted(line.split()[0] for line in text.splitlines()
+                  if line.strip() and not line.lstrip().startswith("#"))
+
+
+def test_the_shipped_site_files_are_valid_and_the_tests_set_the_same_directives(tmp_path):
+    site, upstream = ((SHIPPED / "ticker" / name).read_text()
+                      for name in ("site.conf", "upstream.conf"))
+    cert, key = make_certificate(tmp_path)
+    # The shipped files as they are, but for the paths only a real site has.
+    placed = re.sub(r"ssl_certificate (\S+);", f"ssl_certificate {cert};", site)
+    placed = re.sub(r"ssl_certificate_key (\S+);", f"ssl_certificate_key {key};", placed)
+    placed = placed.replace("/var/log/nginx/", f"{tmp_path}/")
+    checked = check_config(tmp_path / "shipped", placed, upstream)
+    assert checked.returncode == 0, checked.stderr
+    # What this module runs differs from the shipped site in values only (and one more
+    # listen, the plain port).
+    ours = site_conf(tmp_path, 1, 2, cert, key, f"{READ_TIMEOUT_S}s")
+    assert set(directives(ours)) == set(directives(site))
+    assert directives(upstream) == ["server"]
 
 
 def test_events_arrive_through_the_proxy_as_promptly_as_direct(logs):
