@@ -226,7 +226,10 @@ class Follower:
 
 
 class HealthPoller:
-    """``GET /healthz`` every 50 ms from a thread, each answer or failure counted."""
+    """``GET /healthz`` every 50 ms from a thread, each answer or failure counted.
+
+    A slow answer is an answer: only one that takes over 10 s counts as a failure.
+    """
 
     def __init__(self, port: int) -> None:
         self.url = f"http://127.0.0.1:{port}/healthz"
@@ -234,6 +237,7 @@ class HealthPoller:
         self.refused = 0
         self.answers: list[int] = []  # statuses other than 200
         self.failures: list[str] = []  # resets, timeouts: anything but an answer or a refusal
+        self.slowest = 0.0  # seconds the slowest answer took
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -243,12 +247,13 @@ class HealthPoller:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(5)
+        self._thread.join(15)
 
     def _run(self) -> None:
         while not self._stop.wait(0.05):
+            asked = time.monotonic()
             try:
-                with urllib.request.urlopen(self.url, timeout=3) as answer:
+                with urllib.request.urlopen(self.url, timeout=10) as answer:
                     status = answer.status
             except urllib.error.HTTPError as exc:
                 status = exc.code
@@ -260,6 +265,7 @@ class HealthPoller:
                 else:
                     self.failures.append(repr(reason))
                 continue
+            self.slowest = max(self.slowest, time.monotonic() - asked)
             if status == 200:
                 self.ok += 1
             else:
@@ -271,4 +277,5 @@ class HealthPoller:
         if not (self.refused or self.answers or self.failures) and self.ok > 20:
             return []
         return [f"/healthz: {self.ok} answered 200, {self.refused} refused, other answers "
-                f"{self.answers}, failures {self.failures[:5]}"]
+                f"{self.answers}, failures {self.failures[:5]}; the slowest answer took "
+                f"{self.slowest:.1f} s"]
