@@ -40,15 +40,21 @@ export function drawChart(svg, candles, interval = INTERVAL_MS) {
   high += margin;
   const y = (price) => plot.top + ((high - price) / (high - low)) * (plot.bottom - plot.top);
 
+  const last = candles[candles.length - 1][4];
+  const lastY = y(last);
   const parts = [];
   for (const price of priceTicks(low, high)) {
-    const at = y(price).toFixed(1);
-    parts.push(`<line class="grid" x1="${plot.left}" x2="${plot.right}" y1="${at}" y2="${at}"/>`,
-               `<text class="axis" x="${plot.right + 6}" y="${at}">${format.price(price)}</text>`);
+    const at = y(price);
+    parts.push(`<line class="grid" x1="${plot.left}" x2="${plot.right}" y1="${at.toFixed(1)}"`
+               + ` y2="${at.toFixed(1)}"/>`);
+    if (Math.abs(at - lastY) > 16) { // else the last price's tag covers it
+      parts.push(`<text class="axis" x="${plot.right + 6}" y="${at.toFixed(1)}">`
+                 + `${format.price(price)}</text>`);
+    }
   }
   const step = TIME_STEPS.find((s) => (s / span) * (plot.right - plot.left) >= LABEL_GAP)
     ?? TIME_STEPS[TIME_STEPS.length - 1];
-  for (let t = Math.ceil(start / step) * step; t <= start + span; t += step) {
+  for (let t = Math.ceil(start / step) * step; t < start + span; t += step) {
     parts.push(`<text class="axis time" x="${x(t).toFixed(1)}" y="${HEIGHT - 8}">`
                + `${clock.format(t)}</text>`);
   }
@@ -64,22 +70,18 @@ export function drawChart(svg, candles, interval = INTERVAL_MS) {
       + ` height="${height.toFixed(1)}"/></g>`,
     );
   }
-  const last = candles[candles.length - 1][4];
-  const at = y(last);
-  parts.push(`<line class="last" x1="${plot.left}" x2="${plot.right}" y1="${at.toFixed(1)}"`
-             + ` y2="${at.toFixed(1)}"/>`,
-             `<rect class="last-tag" x="${plot.right + 2}" y="${(at - 9).toFixed(1)}"`
+  const at = lastY.toFixed(1);
+  parts.push(`<line class="last" x1="${plot.left}" x2="${plot.right}" y1="${at}" y2="${at}"/>`,
+             `<rect class="last-tag" x="${plot.right + 2}" y="${(lastY - 9).toFixed(1)}"`
              + ` width="${PAD.right - 4}" height="18" rx="4"/>`,
-             `<text class="last-text" x="${plot.right + 6}" y="${at.toFixed(1)}">`
-             + `${format.price(last)}</text>`);
+             `<text class="last-text" x="${plot.right + 6}" y="${at}">${format.price(last)}</text>`);
   svg.innerHTML = parts.join("");
 }
 
-// Four or five round prices across the range: steps of 1, 2, 2.5 or 5 times a power of ten.
+// Some four to six round prices across the range: 1, 2, 2.5 or 5 times a power of ten apart.
 function priceTicks(low, high) {
-  const raw = (high - low) / 4;
-  const power = 10 ** Math.floor(Math.log10(raw));
-  const step = [1, 2, 2.5, 5, 10].map((m) => m * power).find((s) => s >= raw);
+  const power = 10 ** Math.floor(Math.log10((high - low) / 6));
+  const step = [1, 2, 2.5, 5, 10].map((m) => m * power).find((s) => (high - low) / s <= 6);
   const ticks = [];
   for (let n = Math.ceil(low / step); n * step <= high; n += 1) ticks.push(n * step);
   return ticks;
