@@ -82,9 +82,10 @@ export class DetailView {
     if (quote.symbol !== this.symbol) return;
     if (this.quote && quote.seq <= this.quote.seq) return; // repeated by a snapshot
     this.quote = quote;
+    this.dirty = true;
+    if (quote.seq === 0) return; // an opening quote: no trade yet
     addQuote(this.candles, quote, this.interval);
     if (this.early && this.early.length < MAX_EARLY) this.early.push(quote);
-    this.dirty = true;
   }
 
   /** Paint what changed since the last frame. */
