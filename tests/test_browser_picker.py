@@ -101,3 +101,58 @@ def test_any_company_is_found_by_name_or_symbol_and_picked_by_keyboard(page, com
     page.reload()
     expect(page.locator("#rows tr")).to_have_count(DEFAULT_SIZE + 1)
     assert listings[-1].request.all_headers()["if-none-match"] == listings[0].headers["etag"]
+
+
+# The index itself, on a listing small enough to read: (typed, limit, expected symbols).
+LISTING = [
+    {"symbol": "ACME", "name": "Acme Holdings"},
+    {"symbol": "AC", "name": "Alpine Capital"},
+    {"symbol": "BRK.B", "name": "Berkshire Acme Partners"},
+    {"symbol": "CAFE", "name": "Café Lumière Group"},
+    {"symbol": "ZED", "name": "Zed Machinery"},
+    {"symbol": "MACH", "name": "Machina Labs"},
+]
+SEARCHES = [
+    # Symbols first (the exact one first), then names with a word starting so, then
+    # names holding it anywhere, in listing order.
+    ("ac", 8, ["AC", "ACME", "BRK.B", "ZED", "MACH"]),
+    ("ACME", 8, ["ACME", "BRK.B"]),
+    ("acme h", 8, ["ACME"]),  # several words: the whole text at a word's start
+    ("mach", 8, ["MACH", "ZED"]),
+    ("achin", 8, ["ZED", "MACH"]),
+    ("cafe lumiere", 8, ["CAFE"]),  # accents and case do not matter
+    ("brk.b", 8, ["BRK.B"]),
+    ("a", 2, ["AC", "ACME"]),  # never more than asked for
+    ("  ", 8, []),
+    ("nothing like it", 8, []),
+]
+
+
+def test_the_index_ranks_and_bounds_suggestions(page):
+    page.goto("/")
+    got = page.evaluate(
+        """async ([listing, searches]) => {
+               const { CompanyIndex } = await import("/static/search.js");
+               const index = new CompanyIndex(listing);
+               return searches.map(([text, limit]) =>
+                   index.search(text, limit).map((company) => company.symbol));
+           }""",
+        [LISTING, SEARCHES],
+    )
+    assert got == [expected for _, _, expected in SEARCHES]
+    resolved = page.evaluate(
+        """async (listing) => {
+               const { CompanyIndex } = await import("/static/search.js");
+               const index = new CompanyIndex(listing);
+               return ["acme", "Alpine Capital", "lumi", "ma", "zzz"].map((text) => {
+                   const { company, problem } = index.resolve(text);
+                   return company ? company.symbol : problem;
+               });
+           }""",
+        LISTING,
+    )
+    assert resolved == [
+        "ACME", "AC", "CAFE",
+        "“ma” matches 2 companies: type more, or pick one.",
+        "No listed company matches “zzz”.",
+    ]
