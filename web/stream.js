@@ -104,8 +104,9 @@ export class QuoteStream {
       if (source !== this.source) return;
       this.feed = "drop";
       this.group.post({ kind: "drop" });
+      // A stream gone for good is for the leader's page to start over (and watch again).
       if (source.readyState === EventSource.CLOSED) this.handlers.onFail();
-      else this.handlers.onDrop();
+      else this.received({ kind: "drop" });
     });
     return source;
   }
@@ -120,9 +121,11 @@ export class QuoteStream {
 
   /** A stream event (this tab's own, or relayed by the leader), or a dropped stream. */
   received(message) {
+    // A tab that watches nothing (while others do) has no stream to be live or down.
+    const watching = this.symbols.size > 0;
     if (message.kind === "drop") {
       this.feed = "drop";
-      this.handlers.onDrop();
+      if (watching) this.handlers.onDrop();
       return;
     }
     if (message.kind !== "event") return;
@@ -130,7 +133,7 @@ export class QuoteStream {
     const data = JSON.parse(message.data);
     if (message.name === "status") {
       this.feed = message.data;
-      this.handlers.onFeed(data.feed === "up");
+      if (watching) this.handlers.onFeed(data.feed === "up");
     } else if (message.name === "price") {
       if (this.symbols.has(data.symbol) && this.isNew(data)) this.handlers.onPrice(data);
     } else if (message.name === "snapshot") {
