@@ -8,6 +8,12 @@ latency (receive time minus the tick's ``ts``), so the difference is what Redis 
 Same machine, same run, same load.
 
     python -m bench.scaleout --rates 1000,4000,10000 --streams 20 --window 10
+    python -m bench.scaleout --rates 20000 --symbols 8000 --stream-symbols 20 --runs 3
+
+``--symbols`` sizes the market; ``--stream-symbols K`` gives each stream K symbols drawn
+at random instead of all (every load generator also holds one all-symbol reference
+stream, which checks that every tick arrived). ``--runs`` repeats each measurement and
+reports the median of each figure, with ``/proc/loadavg`` beside it.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import contextlib
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -60,12 +67,13 @@ def healthy(port: int) -> bool:
         return answer.status == 200
 
 
-def measure(feed: str, tmp: Path, *, rate: int, streams: int, window: float) -> dict:
+def measure(feed: str, tmp: Path, *, rate: int, streams: int, window: float, symbols: int,
+            stream_symbols: str) -> dict:
     """One transport at one rate: market, 2 instances x 2 workers, a load generator each."""
     market_log = tmp / f"market-{rate}-{time.monotonic_ns()}.log"
     with contextlib.ExitStack() as stack:
         stack.enter_context(process(
-            [sys.executable, "-m", "simulator", "run", "--feed", feed, "--symbols", "50",
+            [sys.executable, "-m", "simulator", "run", "--feed", feed, "--symbols", str(symbols),
              "--rate", str(rate), "--seed", "1"], market_log))
         wait_for(lambda: " market open on " in market_log.read_text(), "the market")
         ports = [free_port(), free_port()]
@@ -79,7 +87,8 @@ def measure(feed: str, tmp: Path, *, rate: int, streams: int, window: float) -> 
         generators = [
             subprocess.Popen(
                 [sys.executable, "-m", "bench.loadgen", f"http://127.0.0.1:{port}",
-                 "--streams", str(streams), "--window", str(window), "--json"],
+                 "--streams", str(streams), "--symbols", stream_symbols,
+                 "--window", str(window), "--json"],
                 cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
             for port in ports
         ]
@@ -88,6 +97,7 @@ def measure(feed: str, tmp: Path, *, rate: int, streams: int, window: float) -> 
             out, _ = generator.communicate(timeout=window + 120)
             results.append(json.loads(out))
     return {
+        "loadavg": Path("/proc/loadavg").read_text().split()[0],
         "ticks_per_s": min(r["ticks_in_window"] / r["window_s"] for r in results),
         "events_per_s": sum(r["events_per_s"] for r in results),
         "delivered": min(r["delivery_ratio"] for r in results),
@@ -102,6 +112,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rates", default="1000,4000,10000", help="ticks/s, comma-separated")
     parser.add_argument("--streams", type=int, default=20, help="streams per instance")
     parser.add_argument("--window", type=float, default=10.0)
+    parser.add_argument("--symbols", type=int, default=50, help="companies in the market")
+    parser.add_argument("--stream-symbols", default="all", metavar="all|K",
+                        help="symbols per stream: every one, or K chosen at random")
+    parser.add_argument("--transports", default="unix,redis", help="comma-separated")
+    parser.add_argument("--runs", type=int, default=1, help="the median of each figure")
     args = parser.parse_args(argv)
     exit_on_sigterm()
     redis_server = shutil.which("redis-server")
@@ -114,21 +129,35 @@ def main(argv: list[str] | None = None) -> None:
         with process([redis_server, "--port", str(redis_port), "--bind", "127.0.0.1",
                       "--save", "", "--appendonly", "no", "--dir", name],
                      tmp / "redis.log"):
+            transports = {"unix": ("unix socket", f"unix:{tmp}/feed.sock"),
+                          "redis": ("redis streams", f"redis://127.0.0.1:{redis_port}/0")}
             for rate in (int(r) for r in args.rates.split(",")):
-                for name_, feed in (("unix socket", f"unix:{tmp}/feed-{rate}.sock"),
-                                    ("redis streams", f"redis://127.0.0.1:{redis_port}/0")):
-                    figures = measure(feed, tmp, rate=rate, streams=args.streams,
-                                      window=args.window)
-                    rows.append((rate, name_, figures))
-                    print(f"{rate:>6} ticks/s  {name_:<13}  ticks/s {figures['ticks_per_s']:>8,.0f}"
-                          f"  events/s {figures['events_per_s']:>9,.0f}"
-                          f"  delivered {figures['delivered']:.4%}"
-                          f"  snapshots {figures['snapshots']}"
-                          f"  p50 {figures['p50_ms']} ms  p99 {figures['p99_ms']} ms",
-                          flush=True)
+                for name_, feed in (transports[t] for t in args.transports.split(",")):
+                    runs = []
+                    for _ in range(args.runs):
+                        runs.append(measure(feed, tmp, rate=rate, streams=args.streams,
+                                            window=args.window, symbols=args.symbols,
+                                            stream_symbols=args.stream_symbols))
+                        print(line(rate, name_, runs[-1]), flush=True)
+                    figures = {key: statistics.median(run[key] for run in runs)
+                               if key != "loadavg" else " ".join(run[key] for run in runs)
+                               for key in runs[0]}
+                    rows.append((rate, name_, {**figures, "runs": runs}))
+                    if args.runs > 1:
+                        print(line(rate, name_, figures, "median"), flush=True)
     results = ROOT / "bench" / "results" / f"scaleout-{time.strftime('%Y%m%d-%H%M%S')}.json"
     results.write_text(json.dumps([{"rate": r, "transport": n, **f} for r, n, f in rows],
                                   indent=1))
+
+
+def line(rate: int, transport: str, figures: dict, label: str = "") -> str:
+    return (f"{rate:>6} ticks/s  {transport:<13} {label:>6}"
+            f"  ticks/s {figures['ticks_per_s']:>8,.0f}"
+            f"  events/s {figures['events_per_s']:>9,.0f}"
+            f"  delivered {figures['delivered']:.4%}"
+            f"  snapshots {figures['snapshots']:g}"
+            f"  p50 {figures['p50_ms']} ms  p99 {figures['p99_ms']} ms"
+            f"  loadavg {figures['loadavg']}")
 
 
 if __name__ == "__main__":
