@@ -28,10 +28,10 @@ __all__ = [
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def revision() -> str:
+def revision(root: Path = ROOT) -> str:
     """The commit the server code comes from, "+changes" if ticker/ differs from it."""
     def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
                               check=False).stdout.strip()
     commit = git("rev-parse", "--short", "HEAD") or "unknown"
     return commit + ("+changes" if git("status", "--porcelain", "--", "ticker") else "")
@@ -95,9 +95,10 @@ def stop(proc: subprocess.Popen, others: list[int] = (), timeout: float = 10.0) 
             proc.wait()
 
 
-def _start(command: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen:
+def _start(command: list[str], log: Path, env: dict[str, str],
+           cwd: Path = ROOT) -> subprocess.Popen:
     with open(log, "ab") as out:
-        return subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env)
+        return subprocess.Popen(command, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env=env)
 
 
 class Market:
@@ -168,23 +169,30 @@ class Server:
 
 
 @contextlib.contextmanager
-def server(kind: str, tmp: Path, feed: str, *, streams: int, cpu: int | None) -> Iterator[Server]:
-    """``ticker`` (gunicorn, one worker) or ``ceiling`` reading ``feed``, until the block ends."""
+def server(kind: str, tmp: Path, feed: str, *, streams: int, cpu: int | None,
+           root: Path = ROOT) -> Iterator[Server]:
+    """``ticker`` (gunicorn, one worker) or ``ceiling`` reading ``feed``, until the block ends.
+
+    ``root``: the checkout ticker is run from (another commit's, in a ``git worktree``, to
+    compare with); the ceiling always comes from this one.
+    """
     port = free_port()
     log = tmp / f"{kind}.log"
     if kind == "ticker":
         command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--workers", "1",
                    "--bind", f"127.0.0.1:{port}", "--backlog", "4096"]
         # Room for the reference stream and the odd API call beside the streams measured.
-        env = {"TICKER_FEED": feed, "TICKER_MAX_STREAMS": str(streams + 100)}
+        env = {"TICKER_FEED": feed, "TICKER_MAX_STREAMS": str(streams + 100),
+               "PYTHONPATH": str(root)}
     else:
+        root = ROOT
         command = [sys.executable, "-m", "bench.ceiling", "--feed", feed,
                    "--bind", f"127.0.0.1:{port}"]
         env = {}
     environment = {k: v for k, v in os.environ.items()
                    if k not in ("PROMETHEUS_MULTIPROC_DIR", "WEB_CONCURRENCY")}
     environment.update(env)
-    proc = _start(pinned(cpu, command), log, environment)
+    proc = _start(pinned(cpu, command), log, environment, cwd=root)
     running = Server(proc, port, log)
     workers: list[int] = []
     try:

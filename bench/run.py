@@ -68,16 +68,18 @@ def log(line: str) -> None:
 
 
 def measure(kind: str, work: Workload, tmp: Path, *, seed: int, warmup: float,
-            profile: Path | None = None) -> dict:
+            profile: Path | None = None, root: Path = procs.ROOT) -> dict:
     """One run of ``work`` against ``kind`` ("ticker" or "ceiling"): every figure.
 
     With ``profile``, ``py-spy record`` samples the server's worker during the window
-    (from CPU 1, beside the load generator) into that file.
+    (from CPU 1, beside the load generator) into that file. ``root``: the checkout
+    ticker runs from.
     """
-    revision = procs.revision()
+    revision = procs.revision(root if kind == "ticker" else procs.ROOT)
     profiler = None
     with procs.market(tmp, symbols=work.universe, rate=work.rate, seed=seed, cpu=1) as market, \
-            procs.server(kind, tmp, market.feed, streams=work.streams, cpu=0) as server:
+            procs.server(kind, tmp, market.feed, streams=work.streams, cpu=0,
+                         root=root) as server:
         pid = server.workers[0]
         idle_kb = procs.memory_kb(pid, "VmRSS")
         marks: dict[str, tuple[float, float]] = {}
@@ -240,7 +242,9 @@ def main(argv: list[str] | None = None) -> dict:
     procs.exit_on_sigterm()
     if len(os.sched_getaffinity(0)) > 1:
         os.sched_setaffinity(0, {1})  # the load generator's CPU; the server has CPU 0
-    rows, report = [], {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "workloads": []}
+    failures: list[str] = []
+    rows, report = [], {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "workloads": [],
+                        "failures": failures}
     for name in args.workloads.split(","):
         work = WORKLOADS[name]
         if args.quick:
@@ -257,9 +261,18 @@ def main(argv: list[str] | None = None) -> dict:
                     RESULTS.mkdir(exist_ok=True)
                     profile = RESULTS / time.strftime(f"profile-{work.name}-{kind}-%H%M%S.txt")
                 with tempfile.TemporaryDirectory(prefix="ticker-bench-") as tmp:
-                    runs[kind].append(measure(kind, work, Path(tmp), seed=number,
-                                              warmup=0.5 if args.quick else args.warmup,
-                                              profile=profile))
+                    try:
+                        runs[kind].append(measure(kind, work, Path(tmp), seed=number,
+                                                  warmup=0.5 if args.quick else args.warmup,
+                                                  profile=profile))
+                    except (RuntimeError, TimeoutError, ValueError) as exc:
+                        # A run that could not measure (a server that never got ready
+                        # on a loaded machine): told, and left out of the median.
+                        log(f"  run failed: {str(exc).splitlines()[0]}")
+                        failures.append(f"{work.name} {kind} run {number}: {exc}"[:2000])
+        if not (runs["ticker"] and runs["ceiling"]):
+            log(f"{work.name}: no run of each server measured; left out of the table")
+            continue
         ticker, ceiling = median_of(runs["ticker"]), median_of(runs["ceiling"])
         rows.append((work, ticker, ceiling))
         report["workloads"].append({"workload": asdict(work), "runs": runs,

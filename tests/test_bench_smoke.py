@@ -1,15 +1,18 @@
-"""The benchmark's own tools work: a tiny run of the load generator against a real market and
-gunicorn, and against the ceiling. Figures of speed are not asserted; the machine is shared."""
+"""The benchmark's own tools work: tiny runs of the load generator against a real market and
+gunicorn, and against the ceiling; the delivery benchmark's parts; the profile summary.
+Figures of speed are not asserted; the machine is shared."""
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from bench import run
+from bench import run, slow
 from bench.framing import ResponseReader, items
+from bench.profile import summary
 
 PRICE = (b'event: price\nid: e-7\ndata: {"symbol":"ACME","price":1.5,"ts":1700000000000,'
          b'"seq":7}\n\n')
@@ -28,15 +31,57 @@ def test_reader_gives_whole_frames_however_the_bytes_are_split(cut):
     assert (kind, parsed.count, parsed.prices) == ("price", 3, {b"ACME": b"1.5"})
 
 
-@pytest.mark.parametrize("kind", ["ticker", "ceiling"])
-def test_a_small_run_counts_every_event_and_checks_out(kind, tmp_path: Path):
-    work = replace(run.WORKLOADS["L"], streams=10, window=2.0, rate=50)
+@pytest.mark.parametrize(("kind", "symbols"), [
+    ("ticker", None), ("ceiling", None),
+    ("ticker", 3), ("ceiling", 3),  # watchlists: groups indexed by symbol
+])
+def test_a_small_run_counts_every_event_and_checks_out(kind, symbols, tmp_path: Path):
+    work = replace(run.WORKLOADS["L"], streams=10, window=2.0, rate=50, symbols=symbols)
     result = run.measure(kind, work, tmp_path, seed=3, warmup=0.5)
     assert result["opened"] == 10 and result["refused"] == result["dropped"] == 0
     assert result["events"] > 0
     assert result["gaps"] == 0 and result["dups"] == 0
-    assert result["reference_lost"] == 0
+    assert result["reference_lost"] == 0 and result["reference_snapshots"] == 0
     assert result["converged"] == 10
     assert 0.99 <= result["delivery_ratio"] <= 1.0
     assert result["latency_ms"]["p50"] is not None
     assert result["server_cpu_s"] >= 0
+    assert result["loadavg_start"] >= 0
+
+
+def test_the_profile_summary_ranks_functions_by_their_own_samples():
+    collapsed = ("main (app.py:1);sweep (ticker/fanout.py:10);send (socket.py:5) 6\n"
+                 "main (app.py:1);sweep (ticker/fanout.py:10) 3\n"
+                 "main (app.py:1);feed (ticker/feed.py:7) 1\n")
+    assert summary(collapsed) == [("socket.py:send", 0.6, 0.6), ("fanout.py:sweep", 0.3, 0.9),
+                                  ("feed.py:feed", 0.1, 0.1)]
+    assert summary("") == []
+
+
+def test_frames_and_percentiles_of_the_delivery_benchmark():
+    body = (b"retry: 2000\n\n" + PRICE + b': heartbeat\nid: e-7\n\n'
+            b'event: status\ndata: {"feed":"down"}\n\n')
+    assert slow.parse_frames(body) == [
+        ("", None), ("price", {"symbol": "ACME", "price": 1.5, "ts": 1700000000000, "seq": 7}),
+        ("", None), ("status", {"feed": "down"})]
+    assert slow.percentile([], 0.95) is None
+    assert slow.percentile(list(range(1, 101)), 0.95) == 95
+
+
+def test_slow_readers_are_measured_beside_normal_streams():
+    result = slow.readers_run(normal=10, symbols=2, slow=2, universe=20, rate=200, window=2.0,
+                              bytes_per_s=16 * 1024, buffer=16 * 1024, seed=1)
+    assert result["opened"] == 10 and result["gaps"] == 0 and result["converged"] == 10
+    readers = result["slow"]
+    assert readers["told_down"] == 2 and readers["errors"] == []
+    assert readers["converged"] == 2, "their last prices are the market's"
+    assert readers["p95_age_ms_worst"] is not None
+    assert result["server_peak_kb"] > 0
+
+
+def test_max_rate_figures_count_prices_and_injections():
+    figures = slow.rate_main(argparse.Namespace(ticks=20, max_rate=2, streams=2, duration=4.0,
+                                                injections=1))
+    assert figures["injected"] == 1
+    assert len(figures["inject_shown_s"]) == 2 and None not in figures["inject_shown_s"]
+    assert figures["prices_per_s"] is not None and figures["interval_s"] is not None
