@@ -81,6 +81,8 @@ def wait_for_new_prices(pages: list[Page], count: int = 3, timeout: float = 5.0)
 def test_ten_tabs_share_one_stream_and_survive_its_tab(browser, server, tape):
     context = browser.new_context(base_url=server.url, locale="en-US")
     context.add_init_script(RECORD_PRICE_SEQS)
+    problems: list[str] = []
+    context.on("console", lambda m: m.type in ("error", "warning") and problems.append(m.text))
     opened: dict[Page, int] = {}  # each page: how many /stream requests it made
 
     def count_streams(page: Page):
@@ -133,6 +135,7 @@ def test_ten_tabs_share_one_stream_and_survive_its_tab(browser, server, tape):
         expected = [seq for seq in range(min(got), max(got) + 1)
                     if ticks[seq]["symbol"] in symbols]
         assert sorted(set(got)) == expected
+    assert problems == []
     context.close()
 
 
