@@ -151,9 +151,14 @@ class SSEClient:
 
     def __init__(self, base_url: str, path: str, last_event_id: str | None = None,
                  timeout: float = 10.0, headers: dict | None = None,
-                 ssl_context: ssl.SSLContext | None = None) -> None:
+                 ssl_context: ssl.SSLContext | None = None,
+                 receive_buffer: int | None = None) -> None:
         parts = urlsplit(base_url)
-        self.sock = socket.create_connection((parts.hostname, parts.port), timeout=timeout)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        if receive_buffer is not None:  # before connecting, so the window is sized by it
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        self.sock.connect((parts.hostname, parts.port))
         if ssl_context is not None:
             self.sock = ssl_context.wrap_socket(self.sock, server_hostname=parts.hostname)
         sent = {"Host": parts.netloc, "Accept": "text/event-stream", **(headers or {})}
@@ -224,6 +229,21 @@ class SSEClient:
             self.ended = True
             raise EOFError("stream ended")
         self._take(chunk)
+
+    def take_some(self, most: int, timeout: float = 5.0) -> list[Event]:
+        """Read at most ``most`` bytes (a slow reader's sip); the events they completed."""
+        if self.ended:
+            raise EOFError("stream ended")
+        if not select.select([self.sock], [], [], timeout)[0]:
+            return []
+        chunk = self.sock.recv(most)
+        if not chunk:
+            self.ended = True
+            raise EOFError("stream ended")
+        before = len(self.events)
+        self._take(chunk)
+        self._unread.clear()
+        return self.events[before:]
 
     def next(self, timeout: float = 10.0, type: str | None = None) -> Event:
         """The next unread event (of ``type``, skipping others), or TimeoutError."""

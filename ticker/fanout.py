@@ -13,10 +13,11 @@ group reached late in a pass carries what arrived up to that moment. Under light
 tick is written within a couple of milliseconds; under heavy load passes run back to
 back, each carrying more, so writes per stream stay bounded while events per write grow.
 
-A reader slower than the market is *paced*: once a write to it is left half done, it
-leaves its group and is written only when its client has read what it was sent (the
-peer's TCP receive window is open again), then with the latest state (a ``lagging``
-snapshot that counts the ticks it skipped) rather than the backlog, so what it shows
+A reader slower than the market (a slow link, or a client that reads slowly) is *paced*:
+once a write to it is left half done, it leaves its group, its kernel buffer shrinks to a
+few KiB, and it is written only when it has taken what it was sent (its send queue is
+nearly empty), then with the latest state (a ``lagging`` snapshot that counts the ticks
+it skipped) rather than the backlog, so what it shows
 stays seconds old, whatever its bandwidth, and it holds no more than one write. It joins
 its group again once it keeps up.
 
@@ -41,8 +42,11 @@ cut instead: its socket is shut down, and gunicorn's closing write fails quietly
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import socket
+import struct
+import termios
 import time
 from collections import Counter
 
@@ -60,12 +64,12 @@ __all__ = ["Fanout", "Refused", "Stream"]
 
 logger = logging.getLogger(__name__)
 
-_SEND_BUFFER = 64 * 1024
+_SEND_BUFFER = 16 * 1024  # what waits in it is stale: kept small
 _SLICE = 16 * 1024
-_PACED_BUFFER = 16 * 1024  # a paced stream's kernel buffer: little stale data in flight
-_PACE_SLACK = 16 * 1024  # a paced stream is written once its client has this little unread
-_PACE_BYTES = 16 * 1024  # ...exactly, if it owes no more than this, else conflated
-_TCP_INFO_SIZE, _SND_WND = 232, 228  # struct tcp_info up to tcpi_snd_wnd (Linux 6.2+)
+_PACED_BUFFER = 4 * 1024  # a paced stream's kernel buffer: little stale data in flight
+_PACE_BYTES = 16 * 1024  # what a paced stream may be owed and still get exactly, not conflated
+_FREED_AFTER_S = 5.0  # a paced stream that took every tick exactly this long keeps up again
+_TEND_S = 0.02  # how often streams of their own are looked at when nothing else is due
 _GIVE_WAY_S = 0.002  # the longest the sweeper runs before the feed reader gets a turn
 
 
@@ -87,7 +91,7 @@ class Stream:
     __slots__ = (
         "sock", "client", "key", "rate", "chunked", "generation", "cursor", "feed_up",
         "pending", "stalled_since", "armed", "ended", "clean", "closed", "watcher", "group",
-        "paced", "window",
+        "paced", "unsent", "conflated_at",
     )
 
     def __init__(self, sock: socket.socket, client: str, key: frozenset[str] | None,
@@ -109,7 +113,8 @@ class Stream:
         self.watcher = None  # what its body waits on, while it waits
         self.group: Group | None = None  # its subscription, once the sweeper has it
         self.paced = False  # a slow reader, written only once it has read what it got
-        self.window = 0  # the largest receive window its client advertised
+        self.unsent = 0  # bytes its send queue held when last looked at (paced)
+        self.conflated_at = 0.0  # when it last got the latest state instead of every tick
 
     def begin(self, start: Start, feed_up: bool) -> None:
         """Take over where the first bytes left the stream."""
@@ -313,10 +318,12 @@ class Fanout:
     def run(self) -> None:
         """The sweeper greenlet: a pass when woken, giving way to the feed reader often."""
         while not self.closing:
-            if not (self._attention or self.subscriptions.pending):
+            if not self.subscriptions.pending:
+                # Streams of their own (draining, paced) are looked at every _TEND_S.
                 times = [t for t in (self._quiet.next_due(self.heartbeat_s),
                                      self.subscriptions.next_timer()) if t is not None]
-                wait = min([1.0, *(t - self.clock() for t in times)])
+                wait = min([_TEND_S if self._attention else 1.0,
+                            *(t - self.clock() for t in times)])
                 self._wake.wait(timeout=max(0.0, wait))
             self._wake.clear()
             self.sweep(self.clock(), give_way=_give_way)
@@ -367,7 +374,7 @@ class Fanout:
             tally.sent += self._send(stream, chunk if stream.chunked else body, now)
             tally.events += count
             if stream.pending is not None and not stream.ended:
-                # Half written: a reader slower than the market. It drains, then is paced.
+                # A reader slower than the market: it drains, then is paced.
                 del group.in_step[stream]
                 stream.cursor, stream.generation = group.cursor, group.generation
                 self._attention[stream] = None
@@ -377,7 +384,7 @@ class Fanout:
         """Bring one stream up to its group: drain, catch up or snapshot, then join it."""
         if stream.pending is not None and not self._drain(stream, now):
             return
-        if stream.paced and not self._has_read(stream, now):
+        if stream.paced and not self._taken(stream, now):
             return
         log, group = self.log, stream.group
         if not group.in_step:
@@ -397,6 +404,7 @@ class Fanout:
             stream.cursor = group.cursor
             tally.events += count
         else:
+            stream.conflated_at = now
             body = log.snapshot(stream.key, reason, count)
             tally.snapshots += 1
             stream.cursor = log.head  # joins its group once the group has caught up
@@ -410,29 +418,29 @@ class Fanout:
         if body:
             tally.sent += self._send_body(stream, body, now)
         if stream.pending is None and not stream.ended and stream.cursor == group.cursor:
-            if stream.paced and (reason is not None or not self._has_read(stream, now, 0)):
-                return  # still slower than the market: paced again next pass
+            if stream.paced and now - stream.conflated_at < _FREED_AFTER_S:
+                return  # not yet shown to keep up: paced again next pass
             self._pace(stream, False)
             del self._attention[stream]
             group.in_step[stream] = None
 
     def _pace(self, stream: Stream, paced: bool) -> None:
         """Pace a slow reader (a small kernel buffer), or let one that keeps up go free."""
+        if paced and not stream.paced:
+            stream.stalled_since = self.clock()
         stream.paced = paced
         with contextlib.suppress(OSError):
             stream.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF,
                                    _PACED_BUFFER if paced else _SEND_BUFFER)
 
-    def _has_read(self, stream: Stream, now: float, slack: int = _PACE_SLACK) -> bool:
-        """Whether a paced stream's client has read (nearly) all it was sent: its
-        advertised receive window is (nearly) as large as it ever was. A client that
-        reads nothing for ``stall_s`` is dropped."""
-        window = _receive_window(stream.sock)
-        if window is None:
-            return True  # not TCP: the socket's own buffer is all there is
-        stream.window = max(stream.window, window)
-        if window >= stream.window - slack:
+    def _taken(self, stream: Stream, now: float) -> bool:
+        """Whether a paced stream has taken what it was sent (its queue nearly empty).
+        One whose queue does not shrink for ``stall_s`` is dropped."""
+        unsent = _unsent(stream.sock)
+        if unsent < stream.unsent:
             stream.stalled_since = now
+        stream.unsent = unsent
+        if unsent <= _PACED_BUFFER:
             return True
         if now - stream.stalled_since >= self.stall_s:
             logger.info("dropping a stream that read nothing for %.0f s", self.stall_s)
@@ -530,17 +538,12 @@ def _out_of_step(log: EventLog, stream: Stream, generation: int) -> str | None:
     return "lagging"  # fell off the end of the log
 
 
-def _receive_window(sock: socket.socket) -> int | None:
-    """The receive window the peer last advertised (free room in its buffer), if TCP."""
-    if sock.family not in (socket.AF_INET, socket.AF_INET6):
-        return None
+def _unsent(sock: socket.socket) -> int:
+    """Bytes in the socket's send queue that the peer has not acknowledged yet."""
     try:
-        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_SIZE)
+        return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0" * 4))[0]
     except OSError:
-        return None
-    if len(info) < _TCP_INFO_SIZE:
-        return None  # a kernel older than the field
-    return int.from_bytes(info[_SND_WND:_SND_WND + 4], "little")
+        return 0
 
 
 def _writable(sock: socket.socket) -> bool:
