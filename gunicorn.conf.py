@@ -19,7 +19,7 @@ def _env_int(name, default, least=1, why=""):
     return int(text)
 
 
-wsgi_app = "ticker:create_app()"
+wsgi_app = "ticker.app:create_app()"
 bind = ["127.0.0.1:8000"]
 # gunicorn's gevent worker, made fair (no client holds the event loop), with JSON refusals
 # and quiet stops; it refuses HTTP/2, since streams write HTTP/1.1 chunks themselves.

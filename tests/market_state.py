@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from ticker import create_app
+from ticker.app import create_app
 
 UNIVERSE = [
     {"symbol": "AAA", "name": "Aaa Corp", "sector": "Tech"},

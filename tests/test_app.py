@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.market_state import UNIVERSE, filled_app
-from ticker import create_app
+from ticker.app import create_app
 
 
 @pytest.fixture
