@@ -10,7 +10,8 @@
 // the server replays what happened in between. When the leader goes, the browser gives
 // the lock to another tab, which already knows every watchlist and the last event id:
 // it opens the stream from there, and no tick is lost. A tab that starts watching a
-// symbol asks /api/snapshot for its quote, since a resumed stream brings no snapshot.
+// symbol asks /api/snapshot for its quote, since a resumed stream brings no snapshot (a
+// fresh one does: the first stream of all needs no such request).
 //
 // A browser without Web Locks or BroadcastChannel (or a page served over plain HTTP from
 // a host other than this machine: Web Locks exist only in secure contexts) runs the same
@@ -64,27 +65,31 @@ export class QuoteStream {
     }
     this.symbols = new Set(symbols);
     this.group.announce(symbols);
-    this.refresh();
-    if (gained.length > 0) this.fetchSnapshot(gained);
+    const fresh = this.refresh();
+    if (gained.length > 0 && !fresh) this.fetchSnapshot(gained);
   }
 
   // Leading ------------------------------------------------------------------------
 
-  /** As leader: (re)open the stream if the union of watchlists changed or it failed. */
+  /**
+   * As leader: (re)open the stream if the union of watchlists changed or it failed.
+   * Returns whether it opened a fresh one, which starts with a snapshot of every symbol.
+   */
   refresh() {
-    if (!this.group.leading) return;
+    if (!this.group.leading) return false;
     const union = this.group.union();
     const symbols = union.length > MAX_NAMED ? null : union;
     const same = String(symbols) === String(this.streamed);
     if (same && this.source && this.source.readyState !== EventSource.CLOSED) {
       this.relayFeed();
-      return;
+      return false;
     }
     this.source?.close();
     this.source = null;
     this.streamed = symbols;
-    if (union.length === 0) return;
+    if (union.length === 0) return false;
     this.source = this.open(symbols);
+    return !this.lastEventId;
   }
 
   open(symbols) {
