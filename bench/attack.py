@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.procs import cpu_seconds, exit_on_sigterm, market, revision, server
+from bench.procs import cpu_seconds, exit_on_sigterm, market, revision, runqueue_seconds, server
 
 __all__ = ["main"]
 
@@ -120,6 +120,11 @@ def poll_healthz(port: int, stop: threading.Event, times: list[float]) -> None:
             connection.close()
 
 
+def clients_waited() -> float:
+    """Seconds this process's threads (the clients) have waited for a CPU so far."""
+    return sum(runqueue_seconds(f"self/task/{tid}") for tid in os.listdir("/proc/self/task"))
+
+
 def under_attack(srv, name: str, attacker: Callable | None, window: float) -> dict:
     """The stream and /healthz for ``window`` seconds while ``attacker`` runs."""
     [worker] = srv.workers
@@ -136,7 +141,10 @@ def under_attack(srv, name: str, attacker: Callable | None, window: float) -> di
         threads.append(threading.Thread(target=attacker, args=(srv.port, stop, sent)))
         threads[-1].start()
     started, cpu_before = time.monotonic(), cpu_seconds(worker)
+    # Time spent runnable but waiting for a CPU: the shared machine's part in a silence.
+    waits_before = runqueue_seconds(worker), clients_waited()
     time.sleep(window)
+    waits = runqueue_seconds(worker) - waits_before[0], clients_waited() - waits_before[1]
     stop.set()
     cpu = cpu_seconds(worker) - cpu_before if worker in srv.workers else float("nan")
     for thread in threads:
@@ -152,6 +160,8 @@ def under_attack(srv, name: str, attacker: Callable | None, window: float) -> di
         "same_worker": srv.workers == [worker],
         "attacker_kb": sent[0] / 1e3,
         "worker_cpu_share": cpu / window,
+        "worker_starved_share": waits[0] / window,
+        "clients_starved_share": waits[1] / window,
     }
 
 
@@ -195,6 +205,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--window", type=float, default=10.0, help="seconds per attack")
     parser.add_argument("--worker", choices=["ticker", "gevent"], default="ticker",
                         help="the worker class attacked: ticker's, or gunicorn's gevent")
+    parser.add_argument("--attacks", default="", help="comma-separated names (default: all)")
     parser.add_argument("--requests", type=int, default=5000, help="for the cost per request")
     parser.add_argument("--rounds", type=int, default=5, help="of the cost per request")
     args = parser.parse_args(argv)
@@ -202,7 +213,10 @@ def main(argv: list[str] | None = None) -> None:
     load = Path("/proc/loadavg").read_text().split()[:3]
     print(f"server {revision()}, worker {args.worker}, load average {' '.join(load)}")
     rows = []
-    for label, attacker in attackers().items():
+    chosen = attackers()
+    if args.attacks:
+        chosen = {name: chosen[name] for name in args.attacks.split(",")}
+    for label, attacker in chosen.items():
         row = run_server(args.worker, lambda srv, n=label, a=attacker: under_attack(
             srv, n, a, args.window))
         rows.append(row)
@@ -213,9 +227,11 @@ def main(argv: list[str] | None = None) -> None:
               f"longest silence {row['longest_silence_s']:6.3f} s  "
               f"same worker {'yes' if row['same_worker'] else 'NO'}  "
               f"attacker pushed {row['attacker_kb']:10,.0f} KB  "
-              f"worker CPU {row['worker_cpu_share']:.0%}  {'ok' if met else 'MISSED'}",
+              f"worker CPU {row['worker_cpu_share']:.0%} +{row['worker_starved_share']:.0%} "
+              f"starved, clients +{row['clients_starved_share']:.0%} starved  "
+              f"{'ok' if met else 'MISSED'}",
               flush=True)
-    costs: dict[str, list[dict]] = {"ticker": [], "gevent": []}
+    costs: dict[str, list[dict]] = {"ticker": [], "gevent": []} if args.rounds else {}
     for _ in range(args.rounds):  # alternated, so a busy spell on the machine hits both
         for worker, runs in costs.items():
             runs.append(run_server(worker, lambda srv: request_cost(srv, args.requests)))
