@@ -129,6 +129,20 @@ class Tape:
                 self.head = max(self.head, tick["seq"])
 
 
+class _Client(SSEClient):
+    """An SSEClient that closes its socket when the response never comes (the server
+    accepted and then went away), instead of leaving it to the garbage collector."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        try:
+            super().__init__(*args, **kwargs)
+        except BaseException:
+            sock = getattr(self, "sock", None)
+            if sock is not None:
+                sock.close()
+            raise
+
+
 class Follower:
     """A client that behaves like EventSource, in a thread, keeping every event it saw.
 
@@ -193,7 +207,7 @@ class Follower:
 
     def _connection(self) -> None:
         try:
-            client = SSEClient(self.base_url, self.path, self.last_event_id, timeout=5)
+            client = _Client(self.base_url, self.path, self.last_event_id, timeout=5)
         except (OSError, EOFError) as exc:
             if isinstance(exc, ConnectionRefusedError):
                 self.refused += 1
