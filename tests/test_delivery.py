@@ -84,18 +84,28 @@ def test_a_reader_on_a_slow_link_sees_recent_prices_and_ends_on_the_market_s(tmp
          run_gunicorn(tmp_path, market.feed, workers=1) as web, \
          SSEClient(web.url, "/stream") as reference, \
          SSEClient(web.url, "/stream", receive_buffer=16 * 1024) as slow:
-        ages: list[tuple[float, float]] = []
+        ages: dict[str, list[tuple[float, float]]] = {"slow": [], "reference": []}
         start = time.monotonic()
-        while time.monotonic() - start < 12:  # 16 KiB a second, in 1 KiB sips
-            for event in slow.take_some(1024, timeout=1):
+
+        def note(who: str, events) -> None:
+            for event in events:
                 if event.type == "price":  # (a snapshot's quiet symbols are old news)
                     age = time.time() * 1000 - event.json()["ts"]
-                    ages.append((time.monotonic() - start, age))
+                    ages[who].append((time.monotonic() - start, age))
+
+        while time.monotonic() - start < 12:  # 16 KiB a second, in 1 KiB sips
+            note("slow", slow.take_some(1024, timeout=1))
             time.sleep(1 / 16)
-            reference.read_for(0)
-        recent = sorted(age for at, age in ages if at > 8)
-        assert recent, "the slow reader got prices in its last 4 s"
-        assert recent[int(len(recent) * 0.95) - 1] < 6000, "p95 age of what it shows"
+            note("reference", reference.read_for(0))
+
+        def p95(who: str) -> float:
+            recent = sorted(age for at, age in ages[who] if at > 8)
+            assert recent, f"the {who} reader got prices in its last 4 s"
+            return recent[int(len(recent) * 0.95) - 1]
+
+        # Seconds old, not a backlog's worth (that grows by a second a second); measured
+        # against a reader that keeps up, so that a busy machine's own delay is not counted.
+        assert p95("slow") - p95("reference") < 4000, "p95 age of what it shows"
         lagging = [e for e in slow.events
                    if e.type == "snapshot" and e.json()["reason"] == "lagging"]
         assert lagging and all(e.json()["skipped"] > 0 for e in lagging)
