@@ -12,29 +12,21 @@ from itertools import pairwise
 from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
+from tests.browsing import PRICE_TEXT, chromium, open_live, watched
 from tests.servers import ROOT
 
 pytestmark = pytest.mark.browser
 
 ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-PRICE_TEXT = re.compile(r"^\d[\d,]*\.\d\d$")
 INJECTED = "5000.00"  # far above every opening price of the test market, so it is the high
 
 
 @pytest.fixture(scope="module")
 def browser():
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
+    with chromium() as browser:
+        yield browser
 
 
 @pytest.fixture
@@ -52,15 +44,6 @@ def page(browser, server):
             and page.candles_answers.append(response.status))
     yield page
     context.close()
-
-
-def open_live(page: Page) -> list[str]:
-    """Load the page, wait for prices in every row; the watched symbols."""
-    page.goto("/")
-    expect(page.locator("#connection")).to_have_attribute("data-state", "live", timeout=10_000)
-    expect(page.locator("#rows [data-field=price]").first).to_have_text(PRICE_TEXT,
-                                                                       timeout=5_000)
-    return page.locator("#rows tr").evaluate_all("rows => rows.map(row => row.dataset.symbol)")
 
 
 def candles(page: Page) -> list[dict]:
@@ -85,7 +68,8 @@ def expect_candles_from_the_market(page: Page, symbol: str, company: str) -> Non
 
 
 def test_the_chart_opens_shows_candles_and_moves_with_an_injected_price(page, market):
-    symbols = open_live(page)
+    open_live(page)
+    symbols = watched(page)
     symbol = symbols[0]
     row = page.locator(f'tr[data-symbol="{symbol}"]')
     company = row.locator("[data-field=name]").text_content()
@@ -149,7 +133,8 @@ def test_the_chart_opens_shows_candles_and_moves_with_an_injected_price(page, ma
 
 
 def test_a_click_on_remove_does_not_open_the_chart(page):
-    symbols = open_live(page)
+    open_live(page)
+    symbols = watched(page)
     page.locator(f'tr[data-symbol="{symbols[0]}"] button.remove').click()
     expect(page.locator(f'tr[data-symbol="{symbols[0]}"]')).to_have_count(0)
     expect(page.locator("#detail")).to_be_hidden()
