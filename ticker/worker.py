@@ -210,6 +210,19 @@ class _Listener(StreamServer):
             self.start_accepting()
 
 
+class _Name:
+    """A listener as its accepted connections see it: its name, which outlives its close
+    (a worker that stops closes its listener while connections it accepted are served)."""
+
+    __slots__ = ("_name",)
+
+    def __init__(self, sock) -> None:
+        self._name = sock.getsockname()
+
+    def getsockname(self):
+        return self._name
+
+
 class StreamWorker(GeventWorker):
     """gunicorn's gevent worker with fair reads, JSON refusals and traceback-free stops."""
 
@@ -245,7 +258,7 @@ class StreamWorker(GeventWorker):
         servers = []
         for sock in self.sockets:
             sock.setblocking(1)
-            server = _Listener(sock, handle=partial(self.handle, sock),
+            server = _Listener(sock, handle=partial(self.handle, _Name(sock)),
                                spawn=Pool(self.worker_connections), log=self.log, **ssl_args)
             if self.cfg.workers > 1:
                 server.max_accept = 1
