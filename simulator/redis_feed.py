@@ -3,12 +3,14 @@
 The same messages as the socket feed, laid out for Redis (``ticker/sources.py`` reads
 them): ``ticker:hello`` holds the hello, ``ticker:quotes`` the latest tick line of each
 symbol, and ``ticker:ticks`` a stream of tick lines with entry id ``SEQ-0``, trimmed to
-about ``TICKS_KEPT`` entries. Each batch of ticks and the quotes it changes go in one
-Lua script (``_APPEND``: atomic like a transaction, and half the market's CPU per tick of
-a pipeline of one ``XADD`` and one ``HSET`` per tick, 12 us against 22 as measured), so a
-reader that takes the quotes and the stream's last id together always gets a consistent
-snapshot. Requests (inject, symbols, replay) come through the list ``ticker:requests``;
-each names a list of its own to receive its answer lines.
+about ``TICKS_KEPT`` entries or ``KEPT_SECONDS`` of ticks at the market's rate, whichever
+is more (a reader held up for a moment at 20,000 ticks/s must still find its next tick).
+Each batch of ticks and the quotes it changes go in one Lua script (``_APPEND``: atomic
+like a transaction, and half the market's CPU per tick of a pipeline of one ``XADD`` and
+one ``HSET`` per tick, 12 us against 22 as measured), so a reader that takes the quotes
+and the stream's last id together always gets a consistent snapshot. Requests (inject,
+symbols, replay) come through the list ``ticker:requests``; each names a list of its own
+to receive its answer lines.
 
 Redis never holds up the market: the process is monkey-patched (``cli.run`` does it
 first), so every Redis call yields to the pump instead of blocking it, and the pump only
@@ -36,10 +38,12 @@ from simulator.exchange import Exchange
 from simulator.lifecycle import stopped_by_signal
 from simulator.pump import MAX_SLEEP, pump, tick_line
 
-__all__ = ["HELLO", "QUOTES", "REQUESTS", "TICKS", "TICKS_KEPT", "request", "serve"]
+__all__ = ["HELLO", "KEPT_SECONDS", "QUOTES", "REQUESTS", "TICKS", "TICKS_KEPT", "request",
+           "serve"]
 
 HELLO, QUOTES, TICKS, REQUESTS = "ticker:hello", "ticker:quotes", "ticker:ticks", "ticker:requests"
 TICKS_KEPT = 20_000  # like a ticker worker's log: what a resume can reach back to
+KEPT_SECONDS = 10.0  # at a high rate, the stream keeps this long instead (50 MB at 20,000/s)
 MAX_PENDING = 50_000  # ticks waiting for Redis at most; past that, readers resynchronise
 REPLY_TTL_S = 30
 REPLY_CHUNK = 1024 * 1024  # bytes of answer lines pushed per round trip
@@ -67,6 +71,7 @@ class RedisFeed:
         self.url = url
         self._client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
         self._append = self._client.register_script(_APPEND)
+        self._kept = max(TICKS_KEPT, round(exchange.market.rate * KEPT_SECONDS))
         self._dispatcher = Dispatcher(exchange, self.publish)
         self._ready = False
         self._pending: list[tuple[list[dict], list[bytes]]] = []
@@ -134,7 +139,7 @@ class RedisFeed:
         step = 3 * SCRIPT_TICKS
         try:
             for start in range(0, len(args), step):
-                self._append(keys=[TICKS, QUOTES], args=[TICKS_KEPT, *args[start:start + step]])
+                self._append(keys=[TICKS, QUOTES], args=[self._kept, *args[start:start + step]])
         except redis.RedisError as exc:
             if self._ready:
                 log.info("lost redis at %s: %s; the market goes on", self.url, exc)
