@@ -12,10 +12,11 @@ from playwright.sync_api import Page, expect
 from tests.browsing import DEFAULT_SIZE, PRICE_TEXT, chromium, open_live, watched
 from tests.conftest import attach_log_on_failure
 from tests.procs import run_simulator
-from tests.servers import run_gunicorn
+from tests.servers import ROOT, run_gunicorn
 
 pytestmark = pytest.mark.browser
 
+ARTIFACTS = ROOT / "test-artifacts"
 SIZE = 8_000
 SHOWN = 8  # suggestions at most
 
@@ -71,6 +72,8 @@ def test_any_company_is_found_by_name_or_symbol_and_picked_by_keyboard(page, com
 
     box.fill("a")  # thousands match
     expect(suggestions(page)).to_have_count(SHOWN)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=ARTIFACTS / "picker.png")
 
     # Part of a name, then down to the company and Enter, as a keyboard user would.
     unwatched = companies[SIZE // 2]

@@ -57,7 +57,7 @@ export class QuoteStream {
     });
   }
 
-  /** Stream these symbols instead of whatever is streamed now; none: no stream. */
+  /** Quotes of these symbols from now on, instead of those watched so far; none: no quotes. */
   watch(symbols) {
     const gained = symbols.filter((symbol) => !this.symbols.has(symbol));
     for (const symbol of this.symbols) {
