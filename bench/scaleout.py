@@ -1,10 +1,11 @@
 """Scale-out: the same market through a Unix socket and through Redis Streams, compared.
 
-Two gunicorn instances of two workers each read one market, first straight from its Unix
-socket, then through Redis (``XADD`` by the simulator, ``XREAD`` by every worker), at
-rising tick rates; a load generator per instance holds a few all-symbol streams on it.
-For each transport and rate: ticks/s delivered end to end, the share delivered, and the
-latency (receive time minus the tick's ``ts``), so the difference is what Redis adds.
+Two gunicorn instances of two workers each (``--workers``) read one market, first
+straight from its Unix socket, then through Redis (``XADD`` by the simulator, ``XREAD`` by
+every worker), at rising tick rates; a load generator per instance holds a few
+all-symbol streams on it. For each transport and rate: ticks/s delivered end to end, the
+share delivered, and the latency (receive time minus the tick's ``ts``), so the
+difference is what Redis adds.
 Same machine, same run, same load.
 
     python -m bench.scaleout --rates 1000,4000,10000 --streams 20 --window 10
@@ -68,7 +69,7 @@ def healthy(port: int) -> bool:
 
 
 def measure(feed: str, tmp: Path, *, rate: int, streams: int, window: float, symbols: int,
-            stream_symbols: str) -> dict:
+            stream_symbols: str, workers: int) -> dict:
     """One transport at one rate: market, 2 instances x 2 workers, a load generator each."""
     market_log = tmp / f"market-{rate}-{time.monotonic_ns()}.log"
     with contextlib.ExitStack() as stack:
@@ -79,7 +80,8 @@ def measure(feed: str, tmp: Path, *, rate: int, streams: int, window: float, sym
         ports = [free_port(), free_port()]
         for port in ports:
             stack.enter_context(process(
-                [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--workers", "2",
+                [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py",
+                 "--workers", str(workers),
                  "--bind", f"127.0.0.1:{port}"], tmp / f"gunicorn-{port}.log",
                 {"TICKER_FEED": feed}))
         for port in ports:
@@ -100,11 +102,18 @@ def measure(feed: str, tmp: Path, *, rate: int, streams: int, window: float, sym
         "loadavg": Path("/proc/loadavg").read_text().split()[0],
         "ticks_per_s": min(r["ticks_in_window"] / r["window_s"] for r in results),
         "events_per_s": sum(r["events_per_s"] for r in results),
-        "delivered": min(r["delivery_ratio"] for r in results),
+        # None: a reference stream got no tick in the window (its instance fell behind).
+        "delivered": least(r["delivery_ratio"] for r in results),
         "snapshots": sum(r["snapshots_in_window"] for r in results),
         "p50_ms": max(r["latency_ms"]["p50"] for r in results),
         "p99_ms": max(r["latency_ms"]["p99"] for r in results),
     }
+
+
+def least(values) -> float | None:
+    """The smallest of ``values``, or None if any is None."""
+    values = list(values)
+    return None if None in values else min(values)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -117,6 +126,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="symbols per stream: every one, or K chosen at random")
     parser.add_argument("--transports", default="unix,redis", help="comma-separated")
     parser.add_argument("--runs", type=int, default=1, help="the median of each figure")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers per instance")
     args = parser.parse_args(argv)
     exit_on_sigterm()
     redis_server = shutil.which("redis-server")
@@ -137,11 +147,10 @@ def main(argv: list[str] | None = None) -> None:
                     for _ in range(args.runs):
                         runs.append(measure(feed, tmp, rate=rate, streams=args.streams,
                                             window=args.window, symbols=args.symbols,
-                                            stream_symbols=args.stream_symbols))
+                                            stream_symbols=args.stream_symbols,
+                                            workers=args.workers))
                         print(line(rate, name_, runs[-1]), flush=True)
-                    figures = {key: statistics.median(run[key] for run in runs)
-                               if key != "loadavg" else " ".join(run[key] for run in runs)
-                               for key in runs[0]}
+                    figures = {key: median([run[key] for run in runs]) for key in runs[0]}
                     rows.append((rate, name_, {**figures, "runs": runs}))
                     if args.runs > 1:
                         print(line(rate, name_, figures, "median"), flush=True)
@@ -150,11 +159,19 @@ def main(argv: list[str] | None = None) -> None:
                                   indent=1))
 
 
+def median(values: list):
+    """The median of numbers; None if any is None; text joined as it is."""
+    if isinstance(values[0], str):
+        return " ".join(values)
+    return None if None in values else statistics.median(values)
+
+
 def line(rate: int, transport: str, figures: dict, label: str = "") -> str:
+    delivered = figures["delivered"]
     return (f"{rate:>6} ticks/s  {transport:<13} {label:>6}"
             f"  ticks/s {figures['ticks_per_s']:>8,.0f}"
             f"  events/s {figures['events_per_s']:>9,.0f}"
-            f"  delivered {figures['delivered']:.4%}"
+            f"  delivered {'n/a' if delivered is None else f'{delivered:.4%}'}"
             f"  snapshots {figures['snapshots']:g}"
             f"  p50 {figures['p50_ms']} ms  p99 {figures['p99_ms']} ms"
             f"  loadavg {figures['loadavg']}")
