@@ -21,6 +21,8 @@ from tests.browsing import (
     watched,
 )
 from tests.observers import Tape, wait_until
+from tests.procs import run_simulator
+from tests.servers import run_gunicorn
 
 pytestmark = pytest.mark.browser
 
@@ -211,3 +213,28 @@ def test_without_web_locks_each_tab_has_its_own_stream(browser, server):
     assert [len(made) for made in requests] == [1, 1]
     assert streams_open(server, 2) == 2
     context.close()
+
+
+def test_past_a_hundred_symbols_the_shared_stream_carries_every_symbol(browser, tmp_path):
+    # Three tabs of fifty symbols each: more than one request may name (100 by default).
+    with run_simulator(tmp_path, "--seed", "3", "--symbols", "160", "--rate", "40") as market, \
+            run_gunicorn(tmp_path, market.feed, workers=1) as server:
+        listing = [c["symbol"] for c in json.loads(server.get("/api/symbols")[2])]
+        context = browser.new_context(base_url=server.url, locale="en-US")
+        pages = [context.new_page() for _ in range(3)]
+        requests = [stream_requests(page) for page in pages]
+        for i, page in enumerate(pages):
+            page.goto("/")
+            page.evaluate("list => localStorage.setItem('ticker.watchlist', JSON.stringify(list))",
+                          listing[50 * i:50 * (i + 1)])
+            page.reload()
+            expect_live(page, 50)
+        assert watched(pages[2]) == listing[100:150]
+        leader = next(made for made in requests if made)
+        pump_until(pages[0], lambda: "symbols" not in leader[-1], "a stream of every symbol")
+        assert sum(map(len, requests)) == len(leader)  # one tab streams, for all three
+        assert streams_open(server, 1) == 1
+        for page in pages:
+            expect_live(page, 50)
+            assert len(watched(page)) == 50  # each keeps to its own symbols
+        context.close()
