@@ -9,7 +9,9 @@ from collections.abc import Iterator
 
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-__all__ = ["DEFAULT_SIZE", "PRICE_TEXT", "chromium", "open_live", "streams_open", "watched"]
+__all__ = [
+    "DEFAULT_SIZE", "PRICE_TEXT", "chromium", "expect_live", "open_live", "streams_open", "watched",
+]
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -37,6 +39,7 @@ def open_live(page: Page, size: int = DEFAULT_SIZE) -> None:
 
 
 def expect_live(page: Page, size: int = DEFAULT_SIZE) -> None:
+    """Until the page is live with a price in each of its ``size`` rows."""
     expect(page.locator("#connection")).to_have_attribute("data-state", "live", timeout=10_000)
     expect(page.locator("#rows [data-field=price]")).to_have_count(size, timeout=5_000)
     expect(page.locator("#rows [data-field=price]")).to_have_text(
