@@ -50,6 +50,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="the median run is reported")
     parser.add_argument("--redis", action="store_true",
                         help="publish into a redis-server; each subscriber reads its stream")
+    parser.add_argument("--no-pin", dest="pin", action="store_false",
+                        help="no taskset: on a machine busy with other work, a market held to "
+                             "one CPU waits while the other may be free")
     parser.add_argument("--subscribe", metavar="PATH", help=argparse.SUPPRESS)
     parser.add_argument("--read-redis", metavar="URL", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -83,9 +86,9 @@ def one_run(args: argparse.Namespace) -> dict:
             feed = f"unix:{os.path.join(tmp, 'feed.sock')}"
         launched = time.monotonic()
         market = subprocess.Popen(
-            pinned(0, [sys.executable, "-m", "simulator", "run", "--feed", feed,
-                       "--rate", str(args.rate), "--symbols", str(args.symbols),
-                       "--seed", "1"]),
+            pinned(0 if args.pin else None, [
+                sys.executable, "-m", "simulator", "run", "--feed", feed,
+                "--rate", str(args.rate), "--symbols", str(args.symbols), "--seed", "1"]),
             cwd=ROOT, stdout=log, stderr=log,
         )
         try:
@@ -115,14 +118,15 @@ def read_feed(args: argparse.Namespace, feed: str) -> dict:
     common = ["--warmup", str(args.warmup), "--window", str(args.window)]
     if not args.redis:
         reader = subprocess.run(
-            pinned(1, [sys.executable, "-m", "bench.simulator_bench", "--subscribe",
-                       feed.removeprefix("unix:"), "--subscribers", str(args.subscribers),
-                       *common]),
+            pinned(1 if args.pin else None, [
+                sys.executable, "-m", "bench.simulator_bench", "--subscribe",
+                feed.removeprefix("unix:"), "--subscribers", str(args.subscribers), *common]),
             capture_output=True, check=True, timeout=timeout)
         return json.loads(reader.stdout)
     readers = [subprocess.Popen(
-        pinned(1, [sys.executable, "-m", "bench.simulator_bench", "--read-redis", feed,
-                   *common]), stdout=subprocess.PIPE) for _ in range(args.subscribers)]
+        pinned(1 if args.pin else None, [
+            sys.executable, "-m", "bench.simulator_bench", "--read-redis", feed, *common]),
+        stdout=subprocess.PIPE) for _ in range(args.subscribers)]
     results = [json.loads(reader.communicate(timeout=timeout)[0]) for reader in readers]
     return {
         "rates": [rate for result in results for rate in result["rates"]],
@@ -254,7 +258,7 @@ def print_table(args: argparse.Namespace, results: list[dict]) -> None:
     print(f"simulator feed: {args.rate:g} ticks/s asked, {args.symbols} symbols, "
           f"{args.subscribers} subscribers {'through redis' if args.redis else 'on its socket'}, "
           f"{args.window:g} s measured after {args.warmup:g} s warm-up, "
-          f"taskset {'on' if shutil.which('taskset') else 'off'}")
+          f"taskset {'on' if args.pin and shutil.which('taskset') else 'off'}")
     header = ("run", "min ticks/s", "mean ticks/s", "p50 ms", "p99 ms", "max ms", "gaps",
               "dropped", "market CPU", "starved", "reader CPU", "open s")
     print("  ".join(f"{h:>12}" for h in header))
