@@ -89,7 +89,7 @@ def cli() -> None:
 @cli.command()
 @feed_option
 @click.option("--symbols", default="50", show_default=True, metavar="N|A,B,C",
-              help="How many companies to list, or exactly which symbols.")
+              help="How many companies to list (up to 10,000), or exactly which symbols.")
 @click.option("--rate", type=float, default=20.0, show_default=True, metavar="TICKS_PER_S",
               help="Ticks per second across the whole market, on average.")
 @click.option("--seed", type=int, default=None,
