@@ -117,10 +117,13 @@ def _main_conf(prefix: Path) -> str:
                      for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
     return f"""{user}
 worker_processes 1;
+# Each proxied stream holds two connections, the client's and gunicorn's (Debian's 768
+# would cap a worker at 384 streams); deploy/README.md says so for production.
+worker_rlimit_nofile 8192;
 pid {prefix}/nginx.pid;
 error_log {prefix}/error.log notice;
 events {{
-    worker_connections 1024;
+    worker_connections 4096;
 }}
 http {{
     sendfile on;
