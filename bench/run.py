@@ -98,7 +98,10 @@ def measure(kind: str, work: Workload, tmp: Path, *, seed: int, warmup: float,
         peak_kb = procs.memory_kb(pid, "VmHWM")
         errors = server.log.read_text(errors="replace").count("Traceback")
         if kind == "ticker":
-            result["server_metrics"] = _metrics(server.get("/metrics")[1])
+            try:
+                result["server_metrics"] = _metrics(server.get("/metrics", timeout=30)[1])
+            except OSError:  # a worker too busy to answer is a figure missing, not a failure
+                result["server_metrics"] = None
         profiled = profiler.finish() if profiler else None
     (t0, cpu0, queued0, load0), (t1, cpu1, queued1, load1) = marks["start"], marks["end"]
     cpu = cpu1 - cpu0
@@ -225,6 +228,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=3, help="the median of these is reported")
     parser.add_argument("--window", type=float, help="seconds measured (default: per workload)")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds after the ramp")
+    parser.add_argument("--rate", type=float,
+                        help="the market's ticks/s (default: per workload; a machine too busy "
+                             "for a workload's market can still run it slower)")
     parser.add_argument("--quick", action="store_true",
                         help="tiny sizes and a short window: checks the tools, measures nothing")
     parser.add_argument("--profile", action="store_true",
@@ -244,7 +250,9 @@ def main(argv: list[str] | None = None) -> dict:
         os.sched_setaffinity(0, {1})  # the load generator's CPU; the server has CPU 0
     failures: list[str] = []
     rows, report = [], {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "workloads": [],
-                        "failures": failures}
+                        "failures": failures, "unfinished": {}}
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / time.strftime("bench-%Y%m%d-%H%M%S.json")
     for name in args.workloads.split(","):
         work = WORKLOADS[name]
         if args.quick:
@@ -252,6 +260,8 @@ def main(argv: list[str] | None = None) -> dict:
                            universe=min(work.universe, 200), rate=min(work.rate, 1_000))
         if args.window:
             work = replace(work, window=args.window)
+        if args.rate:
+            work = replace(work, rate=args.rate)
         runs: dict[str, list[dict]] = {"ticker": [], "ceiling": []}
         for number in range(1, args.runs + 1):
             for kind in runs:
@@ -265,21 +275,25 @@ def main(argv: list[str] | None = None) -> dict:
                         runs[kind].append(measure(kind, work, Path(tmp), seed=number,
                                                   warmup=0.5 if args.quick else args.warmup,
                                                   profile=profile))
-                    except (RuntimeError, TimeoutError, ValueError) as exc:
-                        # A run that could not measure (a server that never got ready
-                        # on a loaded machine): told, and left out of the median.
+                    except (RuntimeError, OSError, ValueError) as exc:
+                        # A run that could not measure (a server that never got ready on
+                        # a loaded machine, a worker that died): told, left out of the median.
                         log(f"  run failed: {str(exc).splitlines()[0]}")
                         failures.append(f"{work.name} {kind} run {number}: {exc}"[:2000])
+                # Every run is on disk as soon as it ends, should the rest never come.
+                report["unfinished"] = {"workload": asdict(work), "runs": runs}
+                path.write_text(json.dumps(report, indent=1))
+        report["unfinished"] = {}
         if not (runs["ticker"] and runs["ceiling"]):
             log(f"{work.name}: no run of each server measured; left out of the table")
+            report["workloads"].append({"workload": asdict(work), "runs": runs,
+                                        "median": None, "verdict": "not measured"})
             continue
         ticker, ceiling = median_of(runs["ticker"]), median_of(runs["ceiling"])
         rows.append((work, ticker, ceiling))
         report["workloads"].append({"workload": asdict(work), "runs": runs,
                                     "median": {"ticker": ticker, "ceiling": ceiling},
                                     "verdict": verdict(work, ticker, ceiling)})
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / time.strftime("bench-%Y%m%d-%H%M%S.json")
     path.write_text(json.dumps(report, indent=1))
     print(table(rows))
     log(f"raw results: {path}")

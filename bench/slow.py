@@ -226,10 +226,11 @@ def readers_main(args: argparse.Namespace) -> dict:
                 universe=args.universe, rate=args.rate, window=args.window,
                 bytes_per_s=args.read_bytes, buffer=args.buffer, seed=number))
     medians = {label: median_of(runs) for label, runs in rows.items()}
+    _save("readers-runs", {"runs": rows, "median": medians})
     for label, m in medians.items():
         lat = m["latency_ms"]
         print(f"{label:<6} normal: {m['opened']:,.0f} streams, {m['events_per_s']:,.0f} "
-              f"events/s, delivered {m['delivery_ratio']:.3%}, p50 {lat['p50']} ms, p99 "
+              f"events/s, delivered {m['delivery_ratio']}, p50 {lat['p50']} ms, p99 "
               f"{lat['p99']} ms; worker peak RSS {m['server_peak_kb'] / 1024:.1f} MiB; "
               f"load {m['loadavg_start']:.1f}")
     for number, run in enumerate(rows["slow"], 1):
@@ -241,8 +242,10 @@ def readers_main(args: argparse.Namespace) -> dict:
               f"({s['skipped']:,} ticks skipped); read {s['read_bytes_per_s']:,.0f} B/s each; "
               f"errors {s['errors']}")
     alone, slow = medians["alone"], medians["slow"]
-    print(f"normal p99 with slow readers / alone: "
-          f"{slow['latency_ms']['p99'] / alone['latency_ms']['p99']:.2f}; worker peak RSS: "
+    if alone["latency_ms"]["p99"] and slow["latency_ms"]["p99"]:
+        print(f"normal p99 with slow readers / alone: "
+              f"{slow['latency_ms']['p99'] / alone['latency_ms']['p99']:.2f}")
+    print(f"worker peak RSS with slow readers / alone: "
           f"{slow['server_peak_kb'] / alone['server_peak_kb']:.2f}")
     return {"runs": rows, "median": medians}
 
@@ -327,9 +330,11 @@ def compare_main(args: argparse.Namespace) -> dict:
         for label, m in report[name].items():
             lat = m["latency_ms"]
             print(f"{name} {label:<5} {m['revision']}: {m['events_per_s']:,.0f} events/s, "
-                  f"delivered {m['delivery_ratio']:.3%}, p50 {lat['p50']} ms, p99 {lat['p99']} "
-                  f"ms, {m['server_cpu_us_per_event']:.2f} us CPU/event, "
-                  f"{m['server_kb_per_stream']:.1f} KB/stream, load {m['loadavg_start']:.1f}")
+                  f"delivered {m['delivery_ratio']}, snapshots {m['snapshots_in_window']}, "
+                  f"p50 {lat['p50']} ms, p99 {lat['p99']} ms, {m['server_cpu_us_per_event']} "
+                  f"us CPU/event, {m['server_kb_per_stream']:.1f} KB/stream, load "
+                  f"{m['loadavg_start']:.1f}", flush=True)
+        _save("compare-runs", report)
     return report
 
 
@@ -364,12 +369,15 @@ def main(argv: list[str] | None = None) -> dict:
         os.sched_setaffinity(0, {1})
     figures = {"readers": readers_main, "rate": rate_main, "compare": compare_main}[args.part](
         args)
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / time.strftime(f"slow-{args.part}-%Y%m%d-%H%M%S.json")
-    path.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
-                                "figures": figures}, indent=1, default=str))
-    log(f"raw results: {path}")
+    _save(args.part, {"args": {k: str(v) for k, v in vars(args).items()}, "figures": figures})
     return figures
+
+
+def _save(part: str, figures: dict) -> None:
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / time.strftime(f"slow-{part}-%Y%m%d-%H%M%S.json")
+    path.write_text(json.dumps(figures, indent=1, default=str))
+    log(f"raw results: {path}")
 
 
 if __name__ == "__main__":
