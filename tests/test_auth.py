@@ -681,7 +681,9 @@ def test_the_page_passes_its_token_to_every_data_request(tmp_path, market):
             expect(page.locator("#connection")).to_have_attribute(
                 "data-state", "live", timeout=10_000)
             data = [url for url in sent if url.path == "/stream" or url.path.startswith("/api/")]
-            assert {url.path for url in data} == {"/api/symbols", "/stream"}
+            paths = {url.path for url in data}
+            assert {"/api/symbols", "/stream"} <= paths <= {"/api/symbols", "/api/snapshot",
+                                                            "/stream"}
             assert all(parse_qs(url.query)["token"] == [token] for url in data)
 
             page.goto("/")  # no token: the page says why it cannot load
