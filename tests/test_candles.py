@@ -12,6 +12,7 @@ import time
 import pytest
 import redis
 
+from bench import candles_memory
 from simulator import redis_feed, state, universe, wire
 from simulator.candles import INTERVAL_MS, KEPT_MINUTES, Candles, reply_line
 from simulator.dispatch import Dispatcher
@@ -272,3 +273,10 @@ def test_over_redis_the_same_request_gets_the_same_answer(tmp_path):
     assert answer["candles"][-1][0] == injected["ts"] // INTERVAL_MS * INTERVAL_MS
     assert answer["candles"][-1][4] == 12.34
     assert unknown == {"type": "error", "error": "unknown symbol 'NOPE'"}
+
+
+def test_the_memory_benchmark_measures_what_it_fills():
+    symbols = candles_memory.symbols_of(20)
+    held, kept = candles_memory.held_after(symbols, 10, 2)
+    assert kept == 200 and 28 * kept < held < 2_000 * kept
+    assert 0 < candles_memory.add_cost(symbols, 2_000, 1) < 1e-3
