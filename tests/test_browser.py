@@ -14,6 +14,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.browsing import DEFAULT_SIZE, PRICE_TEXT, chromium, open_live, streams_open, watched
+from tests.procs import run_simulator
 from tests.servers import ROOT, run_gunicorn
 
 pytestmark = pytest.mark.browser
@@ -27,6 +28,7 @@ class Recorder:
     def __init__(self, page: Page) -> None:
         self.problems: list[str] = []
         self.streams: list[list[str]] = []  # the symbols of each /stream request, in order
+        self.rates: list[str] = []  # the max_rate of each ("" for none)
         page.on("console", self._console)
         page.on("pageerror", lambda error: self.problems.append(f"pageerror: {error}"))
         page.on("request", self._request)
@@ -38,7 +40,9 @@ class Recorder:
     def _request(self, request) -> None:
         url = urlsplit(request.url)
         if url.path == "/stream":
-            self.streams.append(parse_qs(url.query)["symbols"][0].split(","))
+            query = parse_qs(url.query)
+            self.streams.append(query["symbols"][0].split(","))
+            self.rates.append(query.get("max_rate", [""])[0])
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +118,28 @@ def test_injected_price_shows_within_a_second(page, market):
     )
     cell = page.locator(f'tr[data-symbol="{symbol}"] [data-field=price]')
     expect(cell).to_have_text(price, timeout=1_000)
+
+
+def test_the_update_rate_is_asked_of_the_stream_and_remembered(page):
+    open_live(page)
+    assert page.recorder.rates == [""], "live by default: every tick"
+    with page.expect_request(lambda request: "/stream?" in request.url, timeout=5_000):
+        page.locator("#rate").select_option("1")
+    assert page.recorder.rates[-1] == "1"
+    expect(page.locator("#connection")).to_have_attribute("data-state", "live", timeout=10_000)
+    page.reload()
+    expect(page.locator("#rate")).to_have_value("1")
+    open_live(page)
+    assert page.recorder.rates[-1] == "1", "the choice outlives a reload"
+
+
+def test_a_restarted_market_is_told_on_the_page(page, server, market, tmp_path):
+    open_live(page)
+    market.stop()
+    expect(page.locator("#connection")).to_have_attribute("data-state", "down", timeout=10_000)
+    with run_simulator(tmp_path, "--seed", "7", "--symbols", "12", "--rate", "40"):
+        expect(page.locator("#notice")).to_contain_text("market restarted", timeout=20_000)
+        expect(page.locator("#connection")).to_have_attribute("data-state", "live")
 
 
 def test_reconnects_after_server_restart(page, server, market, tmp_path):

@@ -29,13 +29,23 @@ const table = new WatchlistTable(byId("watchlist"), byId("row"), {
   onSort: prefs.saveSort,
 });
 const detail = new DetailView(byId("detail"), byId("rows"), (symbol) => listing.get(symbol));
+// Why a stream came back with a snapshot rather than every tick it missed.
+const GAPS = {
+  restart: "The market restarted: prices start over from its new state.",
+  "too-old": "Back after a long gap: prices are the latest, not every tick missed.",
+  lagging: "This connection fell behind: prices jumped to the latest",
+};
+
 const stream = new QuoteStream({
-  onSnapshot(quotes) {
+  onSnapshot(quotes, reason, skipped) {
     for (const quote of quotes) {
       table.queue(quote);
       detail.queue(quote);
     }
     schedule();
+    if (reason in GAPS) {
+      say(reason === "lagging" ? `${GAPS.lagging} (${skipped} updates skipped).` : GAPS[reason]);
+    }
   },
   onPrice(quote) {
     table.queue(quote);
@@ -148,5 +158,21 @@ document.addEventListener("keydown", (event) => {
   }
 });
 
+// How often prices may update: every tick, or a few a second per symbol, the same in every
+// tab (another tab's choice arrives as a storage event).
+const rate = byId("rate");
+function useRate(value) {
+  rate.value = value;
+  stream.setRate(value);
+}
+rate.addEventListener("change", () => {
+  prefs.saveRate(rate.value);
+  useRate(rate.value);
+});
+window.addEventListener("storage", (event) => {
+  if (event.key === prefs.RATE_KEY) useRate(prefs.loadRate());
+});
+
+useRate(prefs.loadRate());
 table.sortBy(prefs.loadSort());
 connect();

@@ -1,10 +1,13 @@
-// What the page remembers between visits, in localStorage: the watchlist and its sort.
+// What the page remembers between visits, in localStorage: the watchlist, its sort and
+// how often prices may update.
 // Where storage is unavailable (disabled, full) the page still works and just forgets.
 
 import { SORTABLE } from "./sorting.js";
 
 const WATCHLIST_KEY = "ticker.watchlist";
 const SORT_KEY = "ticker.sort";
+export const RATE_KEY = "ticker.rate";
+export const RATES = ["", "4", "1"]; // live, a few a second, once a second (per symbol)
 
 function read(key) {
   try {
@@ -42,4 +45,14 @@ export function loadSort() {
 
 export function saveSort(sort) {
   write(SORT_KEY, sort);
+}
+
+/** The saved updates a second per symbol ("" for every tick). */
+export function loadRate() {
+  const saved = read(RATE_KEY);
+  return RATES.includes(saved) ? saved : "";
+}
+
+export function saveRate(rate) {
+  write(RATE_KEY, rate);
 }

@@ -13,6 +13,10 @@
 // symbol asks /api/snapshot for its quote, since a resumed stream brings no snapshot (a
 // fresh one does: the first stream of all needs no such request).
 //
+// The page may ask for at most a few prices a second per symbol (`setRate`, the stream's
+// max_rate): every tab of a browser shares the choice (it is remembered in localStorage),
+// so the leader opens the shared stream with it.
+//
 // A browser without Web Locks or BroadcastChannel (or a page served over plain HTTP from
 // a host other than this machine: Web Locks exist only in secure contexts) runs the same
 // code as a leader of one, with a stream of its own.
@@ -34,7 +38,7 @@ const MAX_NAMED = 100;
 export class QuoteStream {
   /**
    * @param {{
-   *   onSnapshot: (quotes: object[]) => void,
+   *   onSnapshot: (quotes: object[], reason?: string, skipped?: number) => void,
    *   onPrice: (quote: object) => void,
    *   onFeed: (up: boolean) => void,
    *   onDrop: () => void,
@@ -48,6 +52,8 @@ export class QuoteStream {
     this.lastEventId = ""; // of the newest event seen, from the stream or relayed
     this.source = null; // the EventSource, while this tab leads and something is watched
     this.streamed = null; // the symbols `source` was opened for (null: every symbol)
+    this.rate = ""; // max_rate: updates a second per symbol, "" for every tick
+    this.streamedRate = ""; // the rate `source` was opened with
     this.feed = null; // the newest status event's data, or "drop", relayed to newcomers
     // Tabs opened with different tokens may be granted different symbols: one group each.
     this.group = new ShareGroup(withToken("ticker.stream"), {
@@ -69,6 +75,13 @@ export class QuoteStream {
     if (gained.length > 0 && !fresh) this.fetchSnapshot(gained);
   }
 
+  /** At most `rate` prices a second per symbol from now on ("" for every tick). */
+  setRate(rate) {
+    if (rate === this.rate) return;
+    this.rate = rate;
+    this.refresh();
+  }
+
   // Leading ------------------------------------------------------------------------
 
   /**
@@ -79,7 +92,7 @@ export class QuoteStream {
     if (!this.group.leading) return false;
     const union = this.group.union();
     const symbols = union.length > MAX_NAMED ? null : union;
-    const same = String(symbols) === String(this.streamed);
+    const same = String(symbols) === String(this.streamed) && this.rate === this.streamedRate;
     if (same && this.source && this.source.readyState !== EventSource.CLOSED) {
       this.relayFeed();
       return false;
@@ -87,6 +100,7 @@ export class QuoteStream {
     this.source?.close();
     this.source = null;
     this.streamed = symbols;
+    this.streamedRate = this.rate;
     if (union.length === 0) return false;
     this.source = this.open(symbols);
     return !this.lastEventId;
@@ -96,6 +110,7 @@ export class QuoteStream {
     const query = [];
     // Listed symbols hold only A-Z, 0-9 and dots: nothing in them needs escaping.
     if (symbols) query.push(`symbols=${symbols.join(",")}`);
+    if (this.rate) query.push(`max_rate=${this.rate}`);
     if (this.lastEventId) query.push(`lastEventId=${encodeURIComponent(this.lastEventId)}`);
     const source = new EventSource(withToken(`/stream?${query.join("&")}`));
     for (const name of EVENTS) {
@@ -145,7 +160,9 @@ export class QuoteStream {
       // The stream's snapshot is the truth, even when it goes back (a restarted market).
       const quotes = data.quotes.filter((quote) => this.symbols.has(quote.symbol));
       for (const quote of quotes) this.seqs.set(quote.symbol, quote.seq);
-      if (quotes.length > 0) this.handlers.onSnapshot(quotes);
+      if (quotes.length > 0 || data.reason !== "new") {
+        this.handlers.onSnapshot(quotes, data.reason, data.skipped);
+      }
     }
   }
 
