@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import socket
 import ssl
-import subprocess
 import time
 import urllib.request
 
 import pytest
 
+from tests.nginx_proc import make_certificate
 from tests.procs import run_simulator
 from tests.servers import run_gunicorn
 from tests.sse_client import SSEClient
@@ -19,14 +19,7 @@ from tests.sse_client import SSEClient
 @pytest.fixture
 def certificate(tmp_path):
     """A self-signed certificate for 127.0.0.1, and its key, valid for a day."""
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-         "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True, timeout=30,
-    )
-    return cert, key
+    return make_certificate(tmp_path)
 
 
 @pytest.fixture
