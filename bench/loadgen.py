@@ -36,6 +36,7 @@ from urllib.parse import urlsplit
 from bench.framing import ProtocolError, ResponseReader
 from bench.procs import runqueue_seconds
 from bench.tally import Stream, Tally
+from simulator.wire import Decoder
 
 __all__ = ["LoadGen", "raise_nofile"]
 
@@ -85,9 +86,13 @@ class LoadGen:
 
     def __init__(
         self, host: str, port: int, *, streams: int, symbols: int | None, seed: int = 1,
-        batch: int = 500, log: Callable[[str], None] = print,
+        batch: int = 500, log: Callable[[str], None] = print, tape: str | None = None,
     ) -> None:
         self.address = (host, port)
+        self.tape_path = tape  # the market's Unix socket: the record to check against
+        self._tape: socket.socket | None = None
+        self._tape_decoder = Decoder()
+        self.tape_ended = False
         self.host = host.encode()
         self.streams = streams
         self.symbols = symbols  # per stream; None: every symbol
@@ -183,6 +188,8 @@ class LoadGen:
         for fd, mask in ready:
             conn = conns.get(fd)
             if conn is None:
+                if self._tape is not None and fd == self._tape.fileno():
+                    self._read_tape()
                 continue
             if mask & _OUT:
                 self._send_request(conn)
@@ -206,6 +213,35 @@ class LoadGen:
                 feed(conn.stream, body, int(now() * 10_000))
                 if not conn.opened and conn.stream.start >= 0:
                     conn.opened = True
+
+    def _open_tape(self) -> None:
+        """Subscribe to the market itself; its every tick is the record (``Tally.tape``)."""
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(self.tape_path)
+        sock.setblocking(False)
+        self._tape = sock
+        self.tally.taped = True
+        self.epoll.register(sock.fileno(), _IN)
+        self._read_until(time.time() + 30, lambda: self.tally.ref_from >= 0)
+        if self.tally.ref_from < 0:
+            raise RuntimeError("the market sent no snapshot")
+
+    def _read_tape(self) -> None:
+        try:
+            data = self._tape.recv(_READ_SIZE)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:  # the market stopped (or dropped this subscriber: ref_lost says so)
+            self.epoll.unregister(self._tape.fileno())
+            self._tape.close()
+            self._tape, self.tape_ended = None, True
+            return
+        tape = self.tally.tape
+        for message in self._tape_decoder.feed(data):
+            if isinstance(message, dict):
+                tape(message)
 
     def _send_request(self, conn: _Conn) -> None:
         code = conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
@@ -237,6 +273,8 @@ class LoadGen:
         raise_nofile(self.streams + 64)
         tally = self.tally
         ramp_started = time.monotonic()
+        if self.tape_path:
+            self._open_tape()
         reference = self._open(None, 1 << 30, receive_buffer=_REFERENCE_BUFFER)
         tally.reference = reference.stream
         self._read_until(time.time() + 30, lambda: reference.opened or bool(reference.error))
@@ -274,6 +312,7 @@ class LoadGen:
         self._read_until(time.time() + settle,
                          lambda: stop_market is not None
                          and time.monotonic() - self.last_data > _QUIET
+                         and self._tape is None
                          and all(c.stream.feed_down for c in self.conns.values()))
         result = {
             "streams": self.streams,
@@ -294,6 +333,7 @@ class LoadGen:
             "loadgen_cpu": cpu / (ended - started),
             "loadgen_waiting": waited / (ended - started),
             "loadgen_starved": queued / (ended - started),
+            "record": "market" if self.tally.taped else "reference stream",
             **tally.check([c.stream for c in self.everyone if c.opened and c is not reference],
                           settled=stop_market is not None and reference.stream.feed_down),
         }
@@ -301,6 +341,10 @@ class LoadGen:
         return result
 
     def close(self) -> None:
+        if self._tape is not None:
+            self.epoll.unregister(self._tape.fileno())
+            self._tape.close()
+            self._tape = None
         for conn in list(self.conns.values()):
             self.epoll.unregister(conn.fd)
             conn.sock.close()

@@ -92,7 +92,8 @@ def measure(kind: str, work: Workload, tmp: Path, *, seed: int, warmup: float,
                 profiler = Profiler(pid, profile, work.window, cpu=1)
 
         generator = LoadGen("127.0.0.1", server.port, streams=work.streams,
-                            symbols=work.symbols, seed=seed, log=log)
+                            symbols=work.symbols, seed=seed, log=log,
+                            tape=market.feed.removeprefix("unix:"))
         result = generator.run(warmup=warmup, window=work.window, stop_market=market.stop,
                                settle=15.0, on_window=on_window)
         peak_kb = procs.memory_kb(pid, "VmHWM")

@@ -9,7 +9,7 @@ measured alone and then beside 100 slow readers of every symbol, each reading 16
 second in 1 KiB sips through a small receive buffer (as over a slow link: the bytes wait at
 the sender). For the slow readers: the age of every quote they are shown (arrival time
 minus its ``ts``), p95 over each reader's last 8 s before the market stops, and whether
-their final prices are the market's (the load generator's reference stream, which takes
+their final prices are the market's (the market's own socket, read by the load generator:
 every tick). For the normal streams: p99 latency with and without them, and the worker's
 peak RSS.
 
@@ -46,6 +46,7 @@ from pathlib import Path
 from bench import procs
 from bench.framing import ProtocolError, ResponseReader
 from bench.loadgen import LoadGen, raise_nofile
+from bench.profile import Profiler
 from bench.run import RESULTS, WORKLOADS, log, measure, median_of
 
 __all__ = ["main", "parse_frames", "percentile"]
@@ -162,8 +163,10 @@ def read_slowly(port: int, count: int, bytes_per_s: int, buffer: int, stopped, o
 
 
 def readers_run(*, normal: int, symbols: int, slow: int, universe: int, rate: float,
-                window: float, bytes_per_s: int, buffer: int, seed: int) -> dict:
-    """One run: ``normal`` streams measured, beside ``slow`` slow readers (0: alone)."""
+                window: float, bytes_per_s: int, buffer: int, seed: int,
+                profile: Path | None = None) -> dict:
+    """One run: ``normal`` streams measured, beside ``slow`` slow readers (0: alone);
+    with ``profile``, py-spy records the worker during the window into that file."""
     context = multiprocessing.get_context("fork")
     with tempfile.TemporaryDirectory(prefix="ticker-slow-") as name:
         tmp = Path(name)
@@ -183,15 +186,27 @@ def readers_run(*, normal: int, symbols: int, slow: int, universe: int, rate: fl
                     market.stop()
 
                 generator = LoadGen("127.0.0.1", srv.port, streams=normal, symbols=symbols,
-                                    seed=seed, log=lambda line: None)
+                                    seed=seed, log=lambda line: None,
+                                    tape=market.feed.removeprefix("unix:"))
+                marks: dict[str, tuple[float, float]] = {}
+                profiler = None
+
+                def on_window(edge: str) -> None:
+                    nonlocal profiler
+                    marks[edge] = (time.monotonic(), procs.cpu_seconds(worker))
+                    if edge == "start" and profile is not None:
+                        profiler = Profiler(worker, profile, window, cpu=1)
+
                 load = procs.loadavg()
                 result = generator.run(warmup=5.0, window=window, stop_market=stop_market,
-                                       settle=15.0)
+                                       settle=15.0, on_window=on_window)
                 result["loadavg_start"] = load
+                result["profile"] = str(profiler.finish()) if profiler else None
+                (t0, cpu0), (t1, cpu1) = marks["start"], marks["end"]
+                result["server_core"] = (cpu1 - cpu0) / (t1 - t0)
                 result["server_idle_kb"] = idle_kb
                 result["server_peak_kb"] = procs.memory_kb(worker, "VmHWM")
-                final = {s.decode(): float(p)
-                         for s, p in generator.tally.reference.fold().items()}
+                final = {s.decode(): float(p) for s, p in generator.tally.tape_prices.items()}
                 readers = out.get(timeout=90) if child else []
             finally:
                 if child:
@@ -224,14 +239,17 @@ def readers_main(args: argparse.Namespace) -> dict:
             rows[label].append(readers_run(
                 normal=args.normal, symbols=args.normal_symbols, slow=slow,
                 universe=args.universe, rate=args.rate, window=args.window,
-                bytes_per_s=args.read_bytes, buffer=args.buffer, seed=number))
+                bytes_per_s=args.read_bytes, buffer=args.buffer, seed=number,
+                profile=RESULTS / time.strftime(f"profile-slow-{label}-%H%M%S.txt")
+                if args.profile and number == 1 else None))
     medians = {label: median_of(runs) for label, runs in rows.items()}
     _save("readers-runs", {"runs": rows, "median": medians})
     for label, m in medians.items():
         lat = m["latency_ms"]
         print(f"{label:<6} normal: {m['opened']:,.0f} streams, {m['events_per_s']:,.0f} "
               f"events/s, delivered {m['delivery_ratio']}, p50 {lat['p50']} ms, p99 "
-              f"{lat['p99']} ms; worker peak RSS {m['server_peak_kb'] / 1024:.1f} MiB; "
+              f"{lat['p99']} ms; worker {m['server_core']:.0%} of its core, peak RSS "
+              f"{m['server_peak_kb'] / 1024:.1f} MiB; "
               f"load {m['loadavg_start']:.1f}")
     for number, run in enumerate(rows["slow"], 1):
         s = run["slow"]
@@ -353,6 +371,8 @@ def main(argv: list[str] | None = None) -> dict:
                          help="each slow reader's receive buffer (SO_RCVBUF)")
     readers.add_argument("--window", type=float, default=20.0)
     readers.add_argument("--runs", type=int, default=1)
+    readers.add_argument("--profile", action="store_true",
+                         help="py-spy record the worker during the first run's windows")
     rate = parts.add_parser("rate", help="max_rate on a busy symbol")
     rate.add_argument("--ticks", type=float, default=20, help="the symbol's ticks a second")
     rate.add_argument("--max-rate", type=float, default=2)

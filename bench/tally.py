@@ -18,12 +18,18 @@ Pure: the loop in ``bench.loadgen`` feeds it bodies and clock readings.
 
 from __future__ import annotations
 
+import json
 from bisect import bisect_left, bisect_right
 from collections import Counter
 
 from bench.framing import Bodies, Run, items
 
 __all__ = ["Stream", "Tally"]
+
+
+def _price(value: float) -> bytes:
+    """A price as the servers write it in a quote (JSON of the float)."""
+    return json.dumps(float(value)).encode()
 
 
 class Stream:
@@ -86,6 +92,11 @@ class Tally:
         self.ref_seqs: list[int] = []
         self.ref_by_symbol: dict[bytes, list[int]] = {}
         self.ref_window: Counter[bytes] = Counter()
+        # Read from the market's own socket (``tape``) instead of the reference stream:
+        # a server may conflate any stream, the reference too, but not the market.
+        self.taped = False
+        self.tape_seq = -1
+        self.tape_prices: dict[bytes, bytes] = {}
 
     # Reading -------------------------------------------------------------------------
 
@@ -120,7 +131,7 @@ class Tally:
                 self.worst = now10 - run.ts_first
             if stream.sampled:
                 self.latency.update(map(now10.__sub__, run.ts10))
-        if stream is self.reference:
+        if stream is self.reference and not self.taped:
             self._record(run)
 
     def _snapshot(self, stream: Stream, seq: int, prices: dict[bytes, bytes]) -> None:
@@ -129,7 +140,7 @@ class Tally:
             stream.snapshots += 1
             if self.measuring:
                 stream.window_snapshots += 1
-        elif stream is self.reference:
+        elif stream is self.reference and not self.taped:
             self.ref_from = seq
         stream.start, stream.count = seq, 0
         stream.last_seq = max(stream.last_seq, seq)
@@ -144,6 +155,25 @@ class Tally:
             by_symbol.setdefault(symbol, []).append(seq)
             if since <= ts10 < until:
                 self.ref_window[symbol] += 1
+
+    def tape(self, message: dict) -> None:
+        """A message the market published (decoded JSON): the record, when ``taped``."""
+        kind = message.get("type")
+        if kind == "tick":
+            seq, symbol = message["seq"], message["symbol"].encode()
+            self.ref_seqs.append(seq)
+            self.ref_by_symbol.setdefault(symbol, []).append(seq)
+            since, until = self.window10
+            if since <= message["ts"] * 10 < until:
+                self.ref_window[symbol] += 1
+            self.tape_prices[symbol] = _price(message["price"])
+            self.tape_seq = seq
+            return
+        if kind == "snapshot":
+            self.ref_from = self.tape_seq = message["seq"]
+        if kind in ("snapshot", "quotes"):
+            for quote in message.get("quotes", ()):
+                self.tape_prices[quote["symbol"].encode()] = _price(quote["price"])
 
     # Settling ------------------------------------------------------------------------
 
@@ -165,8 +195,8 @@ class Tally:
         stopped and every stream has had the time to get its last ticks.
         """
         ref = self.reference
-        final = ref.last_seq
-        final_prices = ref.fold()
+        final = self.tape_seq if self.taped else ref.last_seq
+        final_prices = self.tape_prices if self.taped else ref.fold()
         # The reference must have seen every tick from its first snapshot on.
         ref_lost = (final - self.ref_from) - len(self.ref_seqs)
         gaps = dups = expected = delivered = converged = snapshots = 0

@@ -41,6 +41,7 @@ def test_a_small_run_counts_every_event_and_checks_out(kind, symbols, tmp_path: 
     assert result["opened"] == 10 and result["refused"] == result["dropped"] == 0
     assert result["events"] > 0
     assert result["gaps"] == 0 and result["dups"] == 0
+    assert result["record"] == "market", "checked against the market's own socket"
     assert result["reference_lost"] == 0 and result["reference_snapshots"] == 0
     assert result["converged"] == 10
     assert 0.99 <= result["delivery_ratio"] <= 1.0
