@@ -178,16 +178,18 @@ class Ceiling:
             later = []
             slice_start = time.monotonic()
             while self.dirty:
-                group = next(iter(self.dirty))
-                del self.dirty[group]
-                if group.served == self.passes:
-                    later.append(group)  # more since it was served: the next pass
-                    continue
-                group.served = self.passes
-                self._serve(group)
-                if time.monotonic() - slice_start >= _GIVE_WAY_S:
-                    _give_way()
-                    slice_start = time.monotonic()
+                # Taken whole (popping a dict's first key is O(n) in CPython); the groups
+                # that get frames while this batch is served form the next one.
+                batch, self.dirty = self.dirty, {}
+                for group in batch:
+                    if group.served == self.passes:
+                        later.append(group)  # more since it was served: the next pass
+                        continue
+                    group.served = self.passes
+                    self._serve(group)
+                    if time.monotonic() - slice_start >= _GIVE_WAY_S:
+                        _give_way()
+                        slice_start = time.monotonic()
             for group in later:
                 self.dirty[group] = None
             behind, self.behind = self.behind, {}
