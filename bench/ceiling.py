@@ -150,7 +150,9 @@ class Ceiling:
             return
         listed = parse_qs(target.query).get("symbols")
         key = frozenset(listed[0].split(",")) if listed else None
-        quotes = ",".join(q for s, q in self.quotes.items() if key is None or s in key)
+        known = self.quotes
+        quotes = ",".join(known.values() if key is None else
+                          (known[symbol] for symbol in key if symbol in known))
         snapshot = sse.encode(f'{{"quotes":[{quotes}]}}', event="snapshot",
                               id=f"{self.epoch}-{self.head}")
         status = sse.encode('{"feed":"up"}', event="status")
