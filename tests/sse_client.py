@@ -115,7 +115,7 @@ class ChunkedDecoder:
         self._buffer += data
         out = []
         while not self.finished:
-            if self._left:
+            if self._left > 0:
                 take = self._buffer[: self._left]
                 out.append(take)
                 self._left -= len(take)
@@ -156,8 +156,11 @@ class SSEClient:
         parts = urlsplit(base_url)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
-        if receive_buffer is not None:  # before connecting, so the window is sized by it
+        if receive_buffer is not None:
+            # A slow link: a small window, sized before connecting, and the segments of a
+            # real network (loopback's are 64 KiB, more than such a window holds).
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 1448)
         self.sock.connect((parts.hostname, parts.port))
         if ssl_context is not None:
             self.sock = ssl_context.wrap_socket(self.sock, server_hostname=parts.hostname)
