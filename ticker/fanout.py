@@ -42,20 +42,16 @@ cut instead: its socket is shut down, and gunicorn's closing write fails quietly
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import socket
-import struct
-import termios
 import time
 from collections import Counter
 
 import gevent
 from gevent.event import Event
-from gevent.select import select
 from gevent.socket import wait
 
-from ticker import metrics, sse
+from ticker import metrics, sse, writes
 from ticker.admission import Start, status_frame
 from ticker.eventlog import EventLog
 from ticker.subscriptions import Group, Quiet, Subscriptions
@@ -65,7 +61,6 @@ __all__ = ["Fanout", "Refused", "Stream"]
 logger = logging.getLogger(__name__)
 
 _SEND_BUFFER = 16 * 1024  # what waits in it is stale: kept small
-_SLICE = 16 * 1024
 _PACED_BUFFER = 4 * 1024  # a paced stream's kernel buffer: little stale data in flight
 _PACE_BYTES = 16 * 1024  # what a paced stream may be owed and still get exactly, not conflated
 _FREED_AFTER_S = 5.0  # a paced stream that took every tick exactly this long keeps up again
@@ -79,10 +74,6 @@ class Refused(Exception):
 
 class _Ended(Exception):
     """Thrown into a stream's body to say the server ended it cleanly."""
-
-
-def _chunk(body: bytes) -> bytes:
-    return b"%x\r\n%b\r\n" % (len(body), body)
 
 
 class Stream:
@@ -241,7 +232,7 @@ class Fanout:
         stream.ended = True
         self._unregister(stream)
         metrics.STREAMS_DROPPED.labels(reason).inc()
-        if stream.pending is None and _writable(stream.sock):
+        if stream.pending is None and writes.writable(stream.sock):
             stream.clean = True
             # gunicorn writes the closing chunk, and perhaps reads a next request, with
             # the blocking socket it handed over.
@@ -249,7 +240,7 @@ class Fanout:
                 stream.sock.settimeout(None)
             gevent.get_hub().cancel_wait(stream.watcher, _Ended)
         else:
-            _cut(stream.sock)
+            writes.cut(stream.sock)
 
     def close(self, stream: Stream) -> None:
         """Give a stream's place back (its body's last word); safe to call more than once."""
@@ -266,7 +257,7 @@ class Fanout:
         stream.pending = None
         if not stream.clean:
             # The client left, or the body was stopped: nothing more can be written.
-            _cut(stream.sock)
+            writes.cut(stream.sock)
 
     def _unregister(self, stream: Stream) -> None:
         """The sweeper forgets a stream: it is written no more."""
@@ -369,7 +360,7 @@ class Fanout:
         self.subscriptions.after_take(group)
         if not group.in_step or not body:
             return
-        chunk = _chunk(body)
+        chunk = writes.chunk(body)
         for stream in list(group.in_step):
             tally.sent += self._send(stream, chunk if stream.chunked else body, now)
             tally.events += count
@@ -436,7 +427,7 @@ class Fanout:
     def _taken(self, stream: Stream, now: float) -> bool:
         """Whether a paced stream has taken what it was sent (its queue nearly empty).
         One whose queue does not shrink for ``stall_s`` is dropped."""
-        unsent = _unsent(stream.sock)
+        unsent = writes.unsent(stream.sock)
         if unsent < stream.unsent:
             stream.stalled_since = now
         stream.unsent = unsent
@@ -448,7 +439,15 @@ class Fanout:
         return False
 
     def _send_body(self, stream: Stream, body: bytes, now: float) -> int:
-        return self._send(stream, _chunk(body) if stream.chunked else body, now)
+        return self._send(stream, writes.chunk(body) if stream.chunked else body, now)
+
+    def _write(self, stream: Stream, data: memoryview) -> int:
+        """What the socket takes now, or -1 when the client is gone (the stream is ended)."""
+        try:
+            return writes.send(stream.sock, data)
+        except writes.Gone:
+            self.end(stream, "gone")
+            return -1
 
     def _send(self, stream: Stream, data: bytes, now: float) -> int:
         """Write what the socket takes now and keep the rest for the next sweep."""
@@ -477,28 +476,6 @@ class Fanout:
             logger.info("dropping a stream that read nothing for %.0f s", self.stall_s)
             self.end(stream, "stalled")
         return False
-
-    def _write(self, stream: Stream, data: memoryview) -> int:
-        """Non-blocking sends, a TLS record's worth at a time, until the socket is full.
-
-        Bytes written, or -1 when the client is gone (the stream is then ended). TLS
-        takes a buffer whole or not at all and must be offered the same one again, so
-        every send is a slice of the same size from the same place: a slow reader then
-        shows its progress, and a retry is always the same call.
-        """
-        written = 0
-        try:
-            while written < len(data):
-                sent = stream.sock.send(data[written:written + _SLICE])
-                if not sent:
-                    break
-                written += sent
-        except BlockingIOError:
-            pass
-        except OSError:
-            self.end(stream, "gone")
-            return -1
-        return written
 
 
 class _Tally:
@@ -536,23 +513,3 @@ def _out_of_step(log: EventLog, stream: Stream, generation: int) -> str | None:
     if stream.generation != generation:
         return "restart"  # the feed started over: a new market, or a gap it could not fill
     return "lagging"  # fell off the end of the log
-
-
-def _unsent(sock: socket.socket) -> int:
-    """Bytes in the socket's send queue that the peer has not acknowledged yet."""
-    try:
-        return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0" * 4))[0]
-    except OSError:
-        return 0
-
-
-def _writable(sock: socket.socket) -> bool:
-    try:
-        return bool(select([], [sock], [], 0)[1])
-    except (OSError, ValueError):
-        return False
-
-
-def _cut(sock: socket.socket) -> None:
-    with contextlib.suppress(OSError):
-        sock.shutdown(socket.SHUT_RDWR)
