@@ -46,6 +46,7 @@ __all__ = [
     "parse_quote",
     "parse_request",
     "parse_snapshot",
+    "parse_universe",
     "missing",
     "reply",
     "snapshot",
@@ -367,6 +368,11 @@ def parse_hello(message: dict) -> tuple[str, int, list[dict]]:
     epoch = message.get("epoch")
     if not isinstance(epoch, str) or not re.fullmatch(r"[A-Za-z0-9]{1,32}", epoch):
         raise WireError("hello has no valid epoch")
+    return epoch, _int(message, "seq"), parse_universe(message)
+
+
+def parse_universe(message: dict) -> list[dict]:
+    """The companies a hello, or a ``universe`` piece after it, lists."""
     universe = message.get("universe")
     if not isinstance(universe, list):
         raise WireError("hello has no universe")
@@ -378,7 +384,7 @@ def parse_hello(message: dict) -> tuple[str, int, list[dict]]:
         if not isinstance(symbol, str) or not SYMBOL_RE.match(symbol) or not isinstance(name, str):
             raise WireError("universe entry needs a symbol and a name")
         listed.append({"symbol": symbol, "name": name, "sector": str(company.get("sector", ""))})
-    return epoch, _int(message, "seq"), listed
+    return listed
 
 
 def parse_snapshot(message: dict) -> tuple[int, list[dict]]:

@@ -51,7 +51,7 @@ import gevent
 from gevent.event import Event
 from gevent.socket import wait
 
-from ticker import metrics, sse, writes
+from ticker import metrics, sse, turns, writes
 from ticker.admission import Start, status_frame
 from ticker.eventlog import EventLog
 from ticker.subscriptions import Group, Quiet, Subscriptions
@@ -81,7 +81,7 @@ class Stream:
 
     __slots__ = (
         "sock", "client", "key", "rate", "chunked", "generation", "cursor", "feed_up",
-        "pending", "stalled_since", "armed", "ended", "clean", "closed", "watcher", "group",
+        "pending", "stalled_since", "ended", "clean", "closed", "watcher", "group",
         "paced", "unsent", "conflated_at",
     )
 
@@ -97,7 +97,6 @@ class Stream:
         self.feed_up = False
         self.pending: memoryview | None = None
         self.stalled_since = 0.0
-        self.armed = False
         self.ended = False  # the server ended it; its body returns
         self.clean = False  # ...with its framing whole: gunicorn writes the end
         self.closed = False  # its place is given back
@@ -198,7 +197,6 @@ class Fanout:
         # until the client acknowledges the previous one (up to 40 ms of delayed ACK).
         if stream.sock.family in (socket.AF_INET, socket.AF_INET6):
             stream.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        stream.armed = True
         stream.group = self.subscriptions.join(
             (stream.key, stream.rate), self._indexed, self._generation)
         self._attention[stream] = None  # it catches up to its group on its own first
@@ -317,7 +315,7 @@ class Fanout:
                             *(t - self.clock() for t in times)])
                 self._wake.wait(timeout=max(0.0, wait))
             self._wake.clear()
-            self.sweep(self.clock(), give_way=_give_way)
+            self.sweep(self.clock(), give_way=turns.poll_once)
             gevent.sleep(self.min_pause)
 
     def sweep(self, now: float, give_way=None) -> None:
@@ -493,15 +491,6 @@ class _Tally:
             metrics.SNAPSHOTS_SENT.inc(self.snapshots)
         if self.sent:
             metrics.BYTES_SENT.inc(self.sent)
-
-
-def _give_way() -> None:
-    """Let the loop poll sockets once (without blocking) and run what is ready, then go on.
-
-    gevent.sleep(0) may resume before any poll; a positive sleep waits a whole 1 ms."""
-    hub = gevent.get_hub()
-    with hub.loop.timer(0) as timer:
-        hub.wait(timer)
 
 
 def _out_of_step(log: EventLog, stream: Stream, generation: int) -> str | None:

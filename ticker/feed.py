@@ -222,8 +222,7 @@ class FeedReader:
         hello = self._hello
         if hello is None or hello.whole:
             raise FeedLost("a universe piece out of place")
-        _, _, more = wire.parse_hello({"epoch": hello.epoch, "seq": 0, **message})
-        hello.universe.extend(more)
+        hello.universe.extend(wire.parse_universe(message))
 
     def _snapshot_piece(self, snapshot: _Snapshot) -> None:
         hello = self._hello

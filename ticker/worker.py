@@ -39,6 +39,8 @@ from gunicorn.http import errors as http_errors
 from gunicorn.sock import ssl_context
 from gunicorn.workers.ggevent import GeventWorker
 
+from ticker import turns
+
 __all__ = ["StreamWorker", "error_response", "refusal"]
 
 #: Longest the loop may go without polling before a client read or request gives way.
@@ -135,11 +137,7 @@ class _Turn:
         if self._iterations != self._seen:
             self._seen, self._since = self._iterations, time.perf_counter()
         elif time.perf_counter() - self._since > TURN_S:
-            # A timer due at once: the loop polls (without blocking) before it fires.
-            # gevent.sleep(0) might resume before any poll; a positive sleep waits 1 ms.
-            hub = gevent.get_hub()
-            with hub.loop.timer(0) as timer:
-                hub.wait(timer)
+            turns.poll_once()
 
 
 _turn = _Turn()
