@@ -109,14 +109,18 @@ export class DetailView {
 
   async load(attempt) {
     const symbol = encodeURIComponent(this.symbol);
+    // The latest quote, for the figures only (its tick is in the candles already), shown
+    // as soon as it comes: the market may take longer over the candles.
+    if (!this.quote) {
+      getJSON(`/api/snapshot?symbols=${symbol}`).then(([quote]) => {
+        if (attempt !== this.loading || !quote || this.quote?.seq >= quote.seq) return;
+        this.quote = quote;
+        this.changed();
+      }, () => {}); // the stream's next price fills the figures in
+    }
     try {
-      const [quotes, answer] = await Promise.all([
-        this.quote ? [] : getJSON(`/api/snapshot?symbols=${symbol}`),
-        getJSON(`/api/candles/${symbol}`),
-      ]);
+      const answer = await getJSON(`/api/candles/${symbol}`);
       if (attempt !== this.loading) return;
-      // The latest quote, for the figures only: its tick is in the candles already.
-      if (quotes[0] && !(this.quote?.seq >= quotes[0].seq)) this.quote = quotes[0];
       this.interval = answer.interval;
       this.candles = answer.candles;
       for (const quote of this.early) addQuote(this.candles, quote, this.interval);
