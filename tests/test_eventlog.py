@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from simulator.wire import Tick
 from tests.sse_client import Parser
 from ticker.eventlog import EventLog, GapError
 
@@ -16,11 +17,15 @@ def quote(symbol, seq, price=10.0):
             "seq": seq}
 
 
+def tick(symbol, seq, price=10.0):
+    return Tick.of(quote(symbol, seq, price))
+
+
 def filled(capacity=100, ticks=10, epoch="ep1", start=0):
     log = EventLog(capacity)
     log.reset(epoch, start, UNIVERSE, [quote(s, start) for s in ("AAA", "BBB", "CCC")])
     for seq in range(start + 1, start + ticks + 1):
-        log.append(quote(UNIVERSE[seq % 3]["symbol"], seq, price=seq))
+        log.append(tick(UNIVERSE[seq % 3]["symbol"], seq, price=seq))
     return log
 
 
@@ -30,7 +35,7 @@ def events(frames: bytes):
 
 def test_append_encodes_a_price_event_with_the_feed_id():
     log = filled(ticks=0)
-    frame = log.append(quote("BBB", 1, 12.5))
+    frame = log.append(tick("BBB", 1, 12.5))
     [event] = events(frame)
     assert (event.type, event.id) == ("price", "ep1-1")
     assert event.json()["price"] == 12.5 and log.head == 1
@@ -40,13 +45,13 @@ def test_append_encodes_a_price_event_with_the_feed_id():
 def test_a_tick_that_does_not_follow_the_head_is_a_gap(seq):
     log = filled(ticks=0)
     with pytest.raises(GapError):
-        log.append(quote("AAA", seq))
+        log.append(tick("AAA", seq))
 
 
 def test_unlisted_symbol_is_refused():
     log = filled(ticks=0)
     with pytest.raises(GapError):
-        log.append(quote("ZZZ", 1))
+        log.append(tick("ZZZ", 1))
 
 
 def test_replay_is_exact_and_filtered():
@@ -140,21 +145,21 @@ def test_an_id_ahead_is_waited_for_only_within_a_few_seconds_of_ticks(rate, ahea
 def test_backfill_puts_older_ticks_in_front_and_replays_them_exactly():
     log = filled(capacity=100, ticks=5, start=50)  # entries 51..55, nothing before
     assert log.oldest == 50
-    older = [quote(UNIVERSE[seq % 3]["symbol"], seq, price=seq) for seq in range(31, 51)]
+    older = [tick(UNIVERSE[seq % 3]["symbol"], seq, price=seq) for seq in range(31, 51)]
     assert log.backfill(older) == 20
     assert log.oldest == 30 and log.covers(log.generation, 30)
     body, count = log.replay(30, None)
     assert [e.id for e in events(body)] == [f"ep1-{n}" for n in range(31, 56)] and count == 25
-    assert log.quotes["AAA"]["seq"] == 54, "the latest quotes are not touched"
+    assert log.quote_list(["AAA"])[0]["seq"] == 54, "the latest quotes are not touched"
     assert events(log.replay(30, None)[0])[0].data == events(log.frames(older[:1], None)[0])[0].data
 
 
 def test_backfill_keeps_the_newest_that_fit_the_capacity():
     log = filled(capacity=10, ticks=4, start=100)  # 101..104
-    older = [quote("AAA", seq) for seq in range(1, 101)]
+    older = [tick("AAA", seq) for seq in range(1, 101)]
     assert log.backfill(older) == 6
     assert log.oldest == 94
-    assert log.backfill([quote("AAA", 93)]) == 0, "full"
+    assert log.backfill([tick("AAA", 93)]) == 0, "full"
 
 
 @pytest.mark.parametrize(
@@ -164,5 +169,5 @@ def test_backfill_keeps_the_newest_that_fit_the_capacity():
 def test_backfill_refuses_ticks_that_do_not_join_the_log(seqs):
     log = filled(capacity=100, ticks=5, start=50)
     with pytest.raises(GapError):
-        log.backfill([quote("AAA", seq) for seq in seqs])
+        log.backfill([tick("AAA", seq) for seq in seqs])
     assert log.oldest == 50

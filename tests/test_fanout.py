@@ -13,6 +13,7 @@ import gevent
 import pytest
 from gevent import socket
 
+from simulator.wire import Tick
 from tests.sse_client import Parser
 from ticker import admission
 from ticker.eventlog import EventLog
@@ -115,7 +116,7 @@ class Client:
 def tick(log: EventLog, count: int, symbols=("AAA", "BBB", "CCC"), pad: int = 0) -> None:
     for _ in range(count):
         seq = log.head + 1
-        log.append(quote(symbols[seq % len(symbols)], seq, pad))
+        log.append(Tick.of(quote(symbols[seq % len(symbols)], seq, pad)))
 
 
 def test_a_sweep_writes_each_stream_what_it_is_owed(fanout, log, clock):
@@ -194,7 +195,8 @@ def test_a_slow_reader_is_conflated_to_the_latest_state_and_told_so(fanout, log,
     for event in events:
         quotes = event.json()["quotes"] if event.type == "snapshot" else [event.json()]
         state.update({q["symbol"]: q["seq"] for q in quotes})
-    assert state == {s: q["seq"] for s, q in log.quotes.items()}, "it ends on the latest state"
+    latest = {q["symbol"]: q["seq"] for q in log.quote_list(None)}
+    assert state == latest, "it ends on the latest state"
 
 
 def test_a_reader_too_far_behind_gets_a_lagging_snapshot_that_counts_what_it_skipped(

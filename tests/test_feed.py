@@ -44,7 +44,7 @@ def test_a_hello_and_a_snapshot_in_pieces_make_one_market(split):
     for chunk in chunks[1:]:
         feed.apply({"type": "quotes", "quotes": chunk})
     assert list(feed.log.universe) == [c["symbol"] for c in COMPANIES]
-    assert len(feed.log.quotes) == 5 and feed.log.head == 7 and feed.log.feed_up
+    assert len(feed.log.quote_list(None)) == 5 and feed.log.head == 7 and feed.log.feed_up
     feed.apply({"type": "tick", **quote("S3", 8)})
     assert feed.log.head == 8
 

@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.sse_client import Parser
-from ticker.sse import SSEError, encode
+from ticker.sse import SSEError, encode, encode_line
 
 
 @pytest.mark.parametrize(
@@ -81,3 +81,18 @@ def test_round_trip_through_sseclient_py(data, id):
     assert event.event == "price"
     assert event.data == data.replace("\r\n", "\n").replace("\r", "\n")
     assert (event.id or "") == id
+
+
+@given(data=single_line, event=single_line.filter(bool), id=single_line)
+def test_a_line_of_data_is_framed_as_encode_frames_it(data, event, id):
+    assert encode_line(data.encode(), event=event, id=id) == encode(data, event=event, id=id)
+
+
+@pytest.mark.parametrize(
+    ("data", "event", "id"),
+    [(b"a\nb", "price", "e-1"), (b"a\rb", "price", "e-1"), (b"{}", "pri\nce", "e-1"),
+     (b"{}", "price", "e-\r1"), (b"{}", "price", "e-\x001")],
+)
+def test_a_line_of_data_refuses_what_would_break_the_frame(data, event, id):
+    with pytest.raises(SSEError):
+        encode_line(data, event=event, id=id)

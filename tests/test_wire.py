@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from simulator import wire
+from simulator.pump import tick_line
 from simulator.wire import (
     MAX_LINE,
     AuthRequest,
@@ -349,3 +350,70 @@ def test_regression_huge_integer_in_a_quote_is_a_wire_error():
     quote = {"symbol": "A", "price": 1.0, "open": 10 ** 400}
     with pytest.raises(WireError, match="open must be a finite number"):
         wire.parse_quote(quote)
+
+
+# Ticks read without JSON (``read_tick``) agree with the general path -------------------
+
+finite = st.floats(allow_nan=False, allow_infinity=False)
+counts = st.integers(min_value=0, max_value=10**18)
+market_quotes = st.fixed_dictionaries({
+    "symbol": st.from_regex(r"[A-Z][A-Z0-9.]{0,9}", fullmatch=True),
+    "price": st.floats(min_value=5e-324, allow_infinity=False),
+    "open": finite, "high": finite, "low": finite, "change": finite, "change_pct": finite,
+    "volume": counts, "size": counts, "ts": counts, "seq": counts,
+})
+
+
+def general(line: bytes) -> wire.Tick | WireError:
+    """What the general path makes of a line: ``json.loads``, then ``parse_quote``."""
+    [item] = Decoder().feed(line + b"\n")
+    if isinstance(item, WireError):
+        return item
+    try:
+        return wire.parse_tick(item)
+    except WireError as exc:
+        return exc
+
+
+@given(quote=market_quotes)
+def test_a_market_tick_line_is_read_as_the_general_path_reads_it(quote):
+    line = tick_line(quote)[:-1]
+    fast = wire.read_tick(line)
+    slow = general(line)
+    assert isinstance(slow, wire.Tick)
+    if fast is not None:  # a number too long for the fast path goes the general way
+        assert (fast.symbol, fast.seq, fast.ts, fast.data) == (
+            slow.symbol, slow.seq, slow.ts, slow.data)
+
+
+@given(quote=market_quotes.filter(lambda q: 1e-4 < q["price"] < 1e6), at=st.data())
+def test_a_damaged_tick_line_is_read_fast_only_when_the_general_path_agrees(quote, at):
+    line = bytearray(tick_line(quote)[:-1])
+    position = at.draw(st.integers(0, len(line) - 1))
+    line[position:position + 1] = at.draw(st.sampled_from(
+        [b"", b"-", b"0", b"9", b".", b"e", b"E", b"+", b",", b'"', b" ", b"a", b"}", b"00"]))
+    fast, slow = wire.read_tick(bytes(line)), general(bytes(line))
+    if fast is not None:
+        assert isinstance(slow, wire.Tick), "the fast path took a line the general one refuses"
+        assert fast.quote() == slow.quote() and (fast.seq, fast.ts) == (slow.seq, slow.ts)
+
+
+@pytest.mark.parametrize("price", ["0", "0.0", "-1.5", "1e999", "NaN", "Infinity", '"1"', "true"])
+def test_a_tick_without_a_finite_positive_price_is_refused_with_its_reason(price):
+    line = (b'{"type":"tick","symbol":"AB","price":%s,"open":1.0,"high":1.0,"low":1.0,'
+            b'"change":0.0,"change_pct":0.0,"volume":1,"size":1,"ts":1,"seq":1}' % price.encode())
+    assert wire.read_tick(line) is None
+    assert isinstance(general(line), WireError)
+    [item] = Decoder(ticks=True).feed(line + b"\n")
+    assert not isinstance(item, wire.Tick)
+
+
+def test_a_decoder_for_ticks_reads_tick_lines_as_ticks_and_the_rest_as_before():
+    quote = {"symbol": "AB", "price": 12.5, "open": 12.0, "high": 13.0, "low": 11.5,
+             "change": 0.5, "change_pct": 4.17, "volume": 100, "size": 100, "ts": 7, "seq": 3}
+    line = tick_line(quote)
+    items = Decoder(ticks=True).feed(line + b'{"type":"hello"}\n' + line.replace(b",", b", "))
+    assert [type(item) for item in items] == [wire.Tick, dict, dict]
+    first = items[0]
+    assert first.quote() == quote and (first.symbol, first.seq, first.ts) == ("AB", 3, 7)
+    assert wire.parse_tick(items[2]) == items[0], "the same tick, however it was written"

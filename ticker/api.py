@@ -61,7 +61,7 @@ def snapshot() -> Response:
     chosen = parse_symbols(
         request.args.get("symbols"), service.log, service.config.max_symbols, access.granted()
     )
-    return jsonify(service.log.quote_list(chosen))
+    return Response(service.log.quotes_json(chosen), mimetype="application/json")
 
 
 @bp.get("/api/candles/<symbol>")

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 
+from simulator.wire import Tick
 from ticker import sse
 
 __all__ = ["AHEAD_S", "SNAPSHOT_REASONS", "EventLog", "GapError"]
@@ -40,10 +41,6 @@ class GapError(ValueError):
     """A tick whose seq does not follow the log's head: the feed skipped something."""
 
 
-def _dumps(value: object) -> str:
-    return json.dumps(value, separators=(",", ":"), allow_nan=False)
-
-
 class EventLog:
     """Latest state and recent history of one feed, as encoded SSE frames."""
 
@@ -57,8 +54,7 @@ class EventLog:
         self.generation = 0
         self.head = 0
         self.universe: dict[str, dict] = {}
-        self.quotes: dict[str, dict] = {}
-        self._quote_json: dict[str, str] = {}
+        self._latest: dict[str, bytes] = {}  # symbol: its latest quote, as JSON
         self._entries: list[tuple[int, str, bytes]] = []
 
     # Writing ------------------------------------------------------------------------
@@ -72,32 +68,32 @@ class EventLog:
         self.generation += 1
         self.head = seq
         self.universe = {company["symbol"]: company for company in universe}
-        self.quotes = {}
-        self._quote_json = {}
-        for quote in quotes:
-            if quote["symbol"] in self.universe:
-                self._store(quote)
+        self._latest = {
+            quote["symbol"]: Tick.of(quote).data for quote in quotes
+            if quote["symbol"] in self.universe
+        }
         self._entries = []
 
-    def append(self, quote: dict) -> bytes:
+    def append(self, tick: Tick) -> bytes:
         """Record one tick and return its ``price`` frame.
 
         Raises:
             GapError: the tick's seq is not ``head + 1`` (or its symbol is not listed).
         """
-        seq = quote["seq"]
+        seq, symbol = tick.seq, tick.symbol
         if seq != self.head + 1:
             raise GapError(f"tick seq {seq} does not follow {self.head}")
-        if quote["symbol"] not in self.universe:
-            raise GapError(f"tick for unlisted symbol {quote['symbol']}")
-        frame = self._frame(self._store(quote), seq)
-        self._entries.append((seq, quote["symbol"], frame))
+        if symbol not in self.universe:
+            raise GapError(f"tick for unlisted symbol {symbol}")
+        self._latest[symbol] = tick.data
+        frame = self._frame(tick)
+        self._entries.append((seq, symbol, frame))
         if len(self._entries) >= 2 * self.capacity:
             del self._entries[: len(self._entries) - self.capacity]
         self.head = seq
         return frame
 
-    def backfill(self, quotes: list[dict]) -> int:
+    def backfill(self, ticks: list[Tick]) -> int:
         """Put older ticks, in seq order and ending just before the oldest entry, in front.
 
         Only the ticks that fit the capacity are kept (the newest of them); the latest
@@ -107,28 +103,22 @@ class EventLog:
             GapError: the ticks do not end right before the log's oldest entry, or skip.
         """
         room = self.capacity - len(self._entries)
-        if room <= 0 or not quotes:
+        if room <= 0 or not ticks:
             return 0
         first = self._entries[0][0] if self._entries else self.head + 1
-        if quotes[-1]["seq"] != first - 1:
-            raise GapError(f"backfill ends at {quotes[-1]['seq']}, not {first - 1}")
-        kept = quotes[-room:]
+        if ticks[-1].seq != first - 1:
+            raise GapError(f"backfill ends at {ticks[-1].seq}, not {first - 1}")
+        kept = ticks[-room:]
         older = []
-        for offset, quote in enumerate(kept):
-            if quote["seq"] != kept[0]["seq"] + offset or quote["symbol"] not in self.universe:
-                raise GapError(f"backfill breaks at seq {quote['seq']}")
-            older.append((quote["seq"], quote["symbol"], self._frame(_dumps(quote), quote["seq"])))
+        for offset, tick in enumerate(kept):
+            if tick.seq != kept[0].seq + offset or tick.symbol not in self.universe:
+                raise GapError(f"backfill breaks at seq {tick.seq}")
+            older.append((tick.seq, tick.symbol, self._frame(tick)))
         self._entries[:0] = older
         return len(older)
 
-    def _frame(self, data: str, seq: int) -> bytes:
-        return sse.encode(data, event="price", id=self.event_id(seq))
-
-    def _store(self, quote: dict) -> str:
-        data = _dumps(quote)
-        self.quotes[quote["symbol"]] = quote
-        self._quote_json[quote["symbol"]] = data
-        return data
+    def _frame(self, tick: Tick) -> bytes:
+        return sse.encode_line(tick.data, event="price", id=self.event_id(tick.seq))
 
     # Reading ------------------------------------------------------------------------
 
@@ -202,13 +192,12 @@ class EventLog:
         kept = sorted(newest.values())
         return b"".join(frame for _, frame in kept), len(kept), ticks - len(kept)
 
-    def frames(self, quotes: Iterable[dict], symbols: Iterable[str] | None) -> tuple[bytes, int]:
-        """``price`` frames for ticks from elsewhere (older than the log), encoded as
-        ``append`` encodes them, so a replay from the source is byte-identical."""
+    def frames(self, ticks: Iterable[Tick], symbols: Iterable[str] | None) -> tuple[bytes, int]:
+        """``price`` frames for ticks from elsewhere (older than the log), framed as
+        ``append`` frames them."""
         wanted = None if symbols is None else frozenset(symbols)
         frames = [
-            self._frame(_dumps(quote), quote["seq"])
-            for quote in quotes if wanted is None or quote["symbol"] in wanted
+            self._frame(tick) for tick in ticks if wanted is None or tick.symbol in wanted
         ]
         return b"".join(frames), len(frames)
 
@@ -220,12 +209,17 @@ class EventLog:
         """
         if reason not in SNAPSHOT_REASONS:
             raise ValueError(f"unknown snapshot reason {reason!r}")
-        chosen = self.universe if symbols is None else symbols
-        quotes = ",".join(self._quote_json[s] for s in chosen if s in self._quote_json)
         extra = f',"skipped":{skipped}' if skipped else ""
-        data = f'{{"reason":"{reason}"{extra},"quotes":[{quotes}]}}'
-        return sse.encode(data, event="snapshot", id=self.event_id(self.head))
+        data = b'{"reason":"%s"%s,"quotes":%s}' % (
+            reason.encode(), extra.encode(), self.quotes_json(symbols))
+        return sse.encode_line(data, event="snapshot", id=self.event_id(self.head))
+
+    def quotes_json(self, symbols: Iterable[str] | None) -> bytes:
+        """The latest quotes of ``symbols`` (None: every symbol), as a JSON array."""
+        chosen = self.universe if symbols is None else symbols
+        latest = self._latest
+        return b"[" + b",".join(latest[s] for s in chosen if s in latest) + b"]"
 
     def quote_list(self, symbols: Iterable[str] | None) -> list[dict]:
-        chosen = self.universe if symbols is None else symbols
-        return [self.quotes[s] for s in chosen if s in self.quotes]
+        """The latest quotes of ``symbols`` (None: every symbol), decoded."""
+        return json.loads(self.quotes_json(symbols))

@@ -51,16 +51,16 @@ class _Replay:
 
     after: int
     until: int
-    done: Callable[[list[dict] | None], None]
-    ticks: list[dict] = field(default_factory=list)
+    done: Callable[[list[wire.Tick] | None], None]
+    ticks: list[wire.Tick] = field(default_factory=list)
     broken: bool = False
 
-    def result(self, count: object) -> list[dict] | None:
+    def result(self, count: object) -> list[wire.Tick] | None:
         """The ticks, if they are all there, in order, as the reply counts them."""
         expected = range(self.after + 1, self.after + 1 + len(self.ticks))
         whole = (
             not self.broken and count == len(self.ticks) == self.until - self.after
-            and all(tick["seq"] == seq for tick, seq in zip(self.ticks, expected, strict=True))
+            and all(tick.seq == seq for tick, seq in zip(self.ticks, expected, strict=True))
         )
         return self.ticks if whole else None
 
@@ -108,7 +108,7 @@ class FeedReader:
         self._hello: _Hello | None = None
         self._snapshot_part: _Snapshot | None = None  # a snapshot still coming in pieces
         self._synced = False  # the snapshot of this connection is applied
-        self._held: list[dict] | None = None  # live ticks waiting for a gap to be filled
+        self._held: list[wire.Tick] | None = None  # live ticks waiting for a gap to be filled
         self._replays: dict[int, _Replay] = {}
         self._answers: dict[int, AsyncResult] = {}  # one-line requests in flight
         self._ids = itertools.count(1)
@@ -161,16 +161,19 @@ class FeedReader:
 
     # Messages -----------------------------------------------------------------------
 
-    def apply(self, message: dict) -> None:
+    def apply(self, message: dict | wire.Tick) -> None:
         """Apply one feed message to the log.
 
         Raises:
             FeedLost: the feed skipped ticks or sent them out of order.
         """
+        if isinstance(message, wire.Tick):
+            self._tick(message)
+            return
         kind = message.get("type")
         try:
             if kind == "tick":
-                self._tick(wire.parse_quote(message))
+                self._tick(wire.parse_tick(message))
             elif kind == "hello":
                 self._hello = _parse_hello(message)
             elif kind == "universe" and "id" not in message:
@@ -191,17 +194,17 @@ class FeedReader:
         except wire.WireError as exc:
             logger.warning("feed sent a bad %s message: %s", kind, exc)
 
-    def _tick(self, quote: dict) -> None:
+    def _tick(self, tick: wire.Tick) -> None:
         if self._held is not None:
-            self._held.append(quote)
+            self._held.append(tick)
             return
         if not self._synced:
             raise FeedLost("tick before hello and snapshot")
-        self._newest_ts = quote["ts"]
+        self._newest_ts = tick.ts
         try:
-            self.log.append(quote)
+            self.log.append(tick)
         except GapError as exc:
-            if quote["seq"] <= self.log.head:
+            if tick.seq <= self.log.head:
                 return
             raise FeedLost(str(exc)) from None
 
@@ -214,7 +217,7 @@ class FeedReader:
             replay.broken = True
             return
         try:
-            replay.ticks.extend(wire.parse_quote(t) for t in ticks if isinstance(t, dict))
+            replay.ticks.extend(wire.parse_tick(t) for t in ticks if isinstance(t, dict))
         except wire.WireError:
             replay.broken = True
 
@@ -265,7 +268,7 @@ class FeedReader:
             else:
                 self._up("new log", ready=True)
 
-    def _fill_gap(self, ticks: list[dict] | None, seq: int, quotes: list[dict]) -> None:
+    def _fill_gap(self, ticks: list[wire.Tick] | None, seq: int, quotes: list[dict]) -> None:
         log, hello = self.log, self._hello
         if hello is None:
             return  # the connection is gone
@@ -274,13 +277,13 @@ class FeedReader:
             logger.warning("feed %s: the ticks after %d could not be had; starting over at %d",
                            self.address, log.head, seq)
             log.reset(hello.epoch, seq, hello.universe, quotes, hello.rate)
-        for quote in ticks or []:
-            log.append(quote)
-        for quote in held:
-            self._tick(quote)
+        for tick in ticks or []:
+            log.append(tick)
+        for tick in held:
+            self._tick(tick)
         self._up(f"{len(ticks or [])} missed ticks filled from the market's replay", ready=True)
 
-    def _backfill(self, ticks: list[dict] | None) -> None:
+    def _backfill(self, ticks: list[wire.Tick] | None) -> None:
         if self._hello is None:
             return  # the connection is gone
         try:
@@ -310,7 +313,7 @@ class FeedReader:
     # Reaching back --------------------------------------------------------------------
 
     def _ask_replay(self, after: int, until: int,
-                    done: Callable[[list[dict] | None], None]) -> None:
+                    done: Callable[[list[wire.Tick] | None], None]) -> None:
         number = next(self._ids)
         self._replays[number] = _Replay(after, until, done)
         try:
@@ -338,7 +341,7 @@ class FeedReader:
         self._answers.pop(number, None)
         return answer.value if answer.ready() else None
 
-    def history(self, after: int, until: int) -> list[dict] | None:
+    def history(self, after: int, until: int) -> list[wire.Tick] | None:
         """The ticks ``after < seq <= until`` from the source, or None if it lacks any.
 
         Waits (in the calling greenlet) for the market's replay, at most
@@ -347,7 +350,7 @@ class FeedReader:
         if until <= after:
             return []
         if isinstance(self.address, address.RedisAddress):
-            return _quotes(sources.history(self.address.url, after, until))
+            return _ticks(sources.history(self.address.url, after, until))
         if not self._connection.accepts_requests:
             return None
         answer: AsyncResult = AsyncResult()
@@ -379,11 +382,11 @@ def _parse_snapshot(message: dict) -> _Snapshot:
     return _Snapshot(seq, quotes, _count(message, len(quotes)))
 
 
-def _quotes(ticks: list[dict] | None) -> list[dict] | None:
-    """Validated quotes of ticks read back from the source; None if any is unreadable."""
+def _ticks(ticks: list[dict | wire.Tick] | None) -> list[wire.Tick] | None:
+    """Validated ticks read back from the source; None if any is unreadable."""
     if ticks is None:
         return None
     try:
-        return [wire.parse_quote(tick) for tick in ticks]
+        return [wire.parse_tick(tick) for tick in ticks]
     except wire.WireError:
         return None

@@ -40,7 +40,7 @@ class FeedLost(ConnectionError):
     """The feed ended, restarted or broke the protocol: reconnect and resynchronise."""
 
 
-Batch = list[dict | wire.WireError]
+Batch = list[dict | wire.Tick | wire.WireError]
 
 
 class Connection:
@@ -94,7 +94,7 @@ class Connection:
             if self._secret:
                 sock.sendall(wire.encode(wire.auth(self._secret)))
             self._sock = sock
-            decoder = wire.Decoder()
+            decoder = wire.Decoder(ticks=True)
             while data := sock.recv(_READ_SIZE):
                 yield decoder.feed(data)
             raise FeedLost("feed closed the connection")
@@ -112,6 +112,11 @@ def _decode(value: bytes) -> dict | wire.WireError:
     [item] = wire.Decoder(max_line=len(value) + 1).feed(value + b"\n") or [
         wire.WireError("empty entry")]
     return item
+
+
+def _decode_tick(value: bytes) -> dict | wire.Tick | wire.WireError:
+    """One entry of the stream: a tick line, read as a socket feed's are."""
+    return wire.read_tick(value) or _decode(value)
 
 
 def _redis_messages(url: str, log: EventLog) -> Iterator[Batch]:
@@ -140,7 +145,7 @@ def _redis_messages(url: str, log: EventLog) -> Iterator[Batch]:
                 continue
             entries = reply[0][1]
             last = int(entries[-1][0].split(b"-", 1)[0])
-            yield [_decode(fields[b"m"]) for _, fields in entries]
+            yield [_decode_tick(fields[b"m"]) for _, fields in entries]
     except redis.RedisError as exc:
         raise FeedLost(f"redis: {exc}") from None
     finally:
@@ -168,7 +173,7 @@ def _synchronise(client: redis.Redis) -> tuple[dict | wire.WireError, int, dict]
     return hello, last, wire.snapshot(last, quotes)
 
 
-def history(url: str, after: int, until: int) -> list[dict] | None:
+def history(url: str, after: int, until: int) -> list[dict | wire.Tick] | None:
     """The ticks ``after < seq <= until`` still held in Redis, or None if any is gone.
 
     Used when a client resumes from further back than a worker's own log reaches.
@@ -184,5 +189,5 @@ def history(url: str, after: int, until: int) -> list[dict] | None:
         client.close()
     if len(entries) != until - after or entries[0][0] != f"{after + 1}-0".encode():
         return None
-    ticks = [_decode(fields[b"m"]) for _, fields in entries]
+    ticks = [_decode_tick(fields[b"m"]) for _, fields in entries]
     return None if any(isinstance(t, wire.WireError) for t in ticks) else ticks

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["SSEError", "encode"]
+__all__ = ["SSEError", "encode", "encode_line"]
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
@@ -67,3 +67,18 @@ def encode(
         return b""
     lines.append("\n")
     return "\n".join(lines).encode("utf-8")
+
+
+def encode_line(data: bytes, *, event: str, id: str) -> bytes:
+    """``encode(data, event=event, id=id)`` for data that is one line of UTF-8 already
+    (compact JSON), at a fraction of the cost: every tick's frame is made here.
+
+    Raises:
+        SSEError: a line break in ``data``, ``event`` or ``id``, or a NUL in ``id``.
+    """
+    if b"\n" in data or b"\r" in data:
+        raise SSEError("data must be one line")
+    if "\0" in id:
+        raise SSEError("id must not contain NUL")
+    head = f"event: {_single_line('event', event)}\nid: {_single_line('id', id)}\ndata: "
+    return head.encode() + data + b"\n\n"
