@@ -142,18 +142,25 @@ class Subscriptions:
     def add(self, entries: Iterable[tuple[int, str, bytes]], now: float = 0.0) -> None:
         """New ticks ``(seq, symbol, frame)``, in order: each goes to the groups that want
         it (at ``now``, for the groups with a rate)."""
-        by_symbol, every = self._by_symbol, self._every
+        by_symbol, every, mark = self._by_symbol, self._every, self._mark
         for seq, symbol, frame in entries:
-            for group in itertools.chain(by_symbol.get(symbol, ()), every):
-                if not group.period:
-                    group.frames.append(frame)
-                    self._mark(group)
-                    continue
-                group.held[symbol] = (seq, frame)
-                if group.sent_at.get(symbol, -group.period) + group.period <= now:
-                    self._mark(group)
-                else:
-                    self._wake_at(group, group.sent_at[symbol] + group.period)
+            for groups in (by_symbol.get(symbol, ()), every):
+                for group in groups:
+                    if group.period:
+                        self._hold(group, seq, symbol, frame, now)
+                    elif group.frames:
+                        group.frames.append(frame)  # marked with its first frame
+                    else:
+                        group.frames.append(frame)
+                        mark(group)
+
+    def _hold(self, group: Group, seq: int, symbol: str, frame: bytes, now: float) -> None:
+        """A rate group keeps the latest frame of each symbol, due once its period is up."""
+        group.held[symbol] = (seq, frame)
+        if group.sent_at.get(symbol, -group.period) + group.period <= now:
+            self._mark(group)
+        else:
+            self._wake_at(group, group.sent_at[symbol] + group.period)
 
     def _wake_at(self, group: Group, when: float) -> None:
         if when < group.wake_at:
