@@ -9,8 +9,10 @@ with frames waiting, each at most once a pass, joining its frames once into one 
 writing it to each of its sockets in one non-blocking write. It lets the feed reader run
 every 2 ms of a pass, so a group reached late carries what arrived until then, and pauses
 ``flush_ms`` between passes. A socket that cannot take everything keeps the rest in front
-of its next write; there is no log, no resume, no conflation, no pacing, no heartbeat, no
-metrics. What ticker does beyond this is what its ratio to the ceiling measures.
+of its next write. A stream silent for ``heartbeat_s`` gets a comment, as ticker's do
+(proxies cut silent streams), found at the front of the streams ordered by their last
+write. There is no log, no resume, no conflation, no pacing, no metrics. What ticker does
+beyond this is what its ratio to the ceiling measures.
 
     python -m bench.ceiling --feed unix:/tmp/market.sock --bind 127.0.0.1:8100
 """
@@ -19,10 +21,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import signal
 import time
+from collections import OrderedDict
 from urllib.parse import parse_qs, urlsplit
 
 import gevent
@@ -44,10 +46,6 @@ _GIVE_WAY_S = 0.002  # as ticker's sweeper: the feed reader runs at least this o
 
 def _chunk(body: bytes) -> bytes:
     return b"%x\r\n%b\r\n" % (len(body), body)
-
-
-def _dumps(value: object) -> str:
-    return json.dumps(value, separators=(",", ":"))
 
 
 class _Client:
@@ -76,18 +74,20 @@ class _Group:
 class Ceiling:
     """The market's latest quotes, the groups indexed by symbol, the dirty ones, the sockets."""
 
-    def __init__(self, feed: str, flush_ms: float = 2.0) -> None:
+    def __init__(self, feed: str, flush_ms: float = 2.0, heartbeat_s: float = 10.0) -> None:
         self.feed = address.parse(feed)
         self.min_pause = flush_ms / 1000
+        self.heartbeat_s = heartbeat_s
         self.epoch = ""
         self.head = 0
         self.up = False
-        self.quotes: dict[str, str] = {}  # symbol: quote JSON
+        self.quotes: dict[str, bytes] = {}  # symbol: quote JSON
         self.groups: dict[frozenset[str] | None, _Group] = {}
         self.by_symbol: dict[str, list[_Group]] = {}
         self.every: list[_Group] = []  # the groups of every symbol
         self.dirty: dict[_Group, None] = {}  # groups with frames waiting, in that order
         self.behind: dict[_Client, None] = {}  # new sockets, owed their first bytes
+        self.quiet: OrderedDict[_Client, float] = OrderedDict()  # by last write, oldest first
         self.passes = 0
         self.wake = Event()
 
@@ -96,11 +96,13 @@ class Ceiling:
     def read_feed(self) -> None:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.connect(self.feed.path)
-        decoder = wire.Decoder()
+        decoder = wire.Decoder(ticks=True)
         with sock:
             while data := sock.recv(256 * 1024):
                 for message in decoder.feed(data):
-                    if isinstance(message, dict):
+                    if isinstance(message, wire.Tick):
+                        self._tick(message)
+                    elif isinstance(message, dict):
                         self._apply(message)
                 self.wake.set()
         self.up = False
@@ -109,23 +111,24 @@ class Ceiling:
             self._owe(group, float("inf"), down)
         self.wake.set()
 
+    def _tick(self, tick: wire.Tick) -> None:
+        self.quotes[tick.symbol] = tick.data
+        self.head = tick.seq
+        frame = sse.encode_line(tick.data, event="price", id=f"{self.epoch}-{self.head}")
+        for group in self.by_symbol.get(tick.symbol, ()):
+            self._owe(group, self.head, frame)
+        for group in self.every:
+            self._owe(group, self.head, frame)
+
     def _apply(self, message: dict) -> None:
         kind = message.get("type")
         if kind == "tick":
-            quote = wire.parse_quote(message)
-            symbol = quote["symbol"]
-            data = self.quotes[symbol] = _dumps(quote)
-            self.head = quote["seq"]
-            frame = sse.encode(data, event="price", id=f"{self.epoch}-{self.head}")
-            for group in self.by_symbol.get(symbol, ()):
-                self._owe(group, self.head, frame)
-            for group in self.every:
-                self._owe(group, self.head, frame)
+            self._tick(wire.parse_tick(message))
         elif kind == "hello":
             self.epoch = wire.parse_hello(message)[0]
         elif kind == "snapshot":
             self.head, quotes = wire.parse_snapshot(message)
-            self.quotes = {quote["symbol"]: _dumps(quote) for quote in quotes}
+            self.quotes = {quote["symbol"]: wire.Tick.of(quote).data for quote in quotes}
             self.up = True
 
     def _owe(self, group: _Group, seq: float, frame: bytes) -> None:
@@ -151,10 +154,10 @@ class Ceiling:
         listed = parse_qs(target.query).get("symbols")
         key = frozenset(listed[0].split(",")) if listed else None
         known = self.quotes
-        quotes = ",".join(known.values() if key is None else
-                          (known[symbol] for symbol in key if symbol in known))
-        snapshot = sse.encode(f'{{"quotes":[{quotes}]}}', event="snapshot",
-                              id=f"{self.epoch}-{self.head}")
+        quotes = b",".join(known.values() if key is None else
+                           (known[symbol] for symbol in key if symbol in known))
+        snapshot = sse.encode_line(b'{"quotes":[%s]}' % quotes, event="snapshot",
+                                   id=f"{self.epoch}-{self.head}")
         status = sse.encode('{"feed":"up"}', event="status")
         group = self.groups.get(key)
         if group is None:
@@ -174,7 +177,9 @@ class Ceiling:
     def sweep(self) -> None:
         """Forever: wait for frames, serve the groups that have some, pause like ticker."""
         while True:
-            self.wake.wait()
+            due = next(iter(self.quiet.values()), None)
+            self.wake.wait(None if due is None else max(0.0, due + self.heartbeat_s
+                                                        - time.monotonic()))
             self.wake.clear()
             self.passes += 1
             later = []
@@ -197,6 +202,7 @@ class Ceiling:
             behind, self.behind = self.behind, {}
             for client in behind:
                 self._write(client, b"")
+            self._heartbeats(time.monotonic() - self.heartbeat_s)
             if self.dirty or self.behind:
                 self.wake.set()
             gevent.sleep(self.min_pause)
@@ -215,6 +221,18 @@ class Ceiling:
                 self._write(client, _chunk(body) if body else b"")
             else:
                 self._write(client, data)
+
+    def _heartbeats(self, before: float) -> None:
+        """A comment to each stream last written at or before ``before``."""
+        due = []
+        for client, written in self.quiet.items():
+            if written > before:
+                break
+            due.append(client)
+        if due:
+            beat = _chunk(sse.encode(comment="heartbeat", id=f"{self.epoch}-{self.head}"))
+            for client in due:
+                self._write(client, beat)
 
     def _write(self, client: _Client, data: bytes) -> None:
         """One non-blocking write of what the socket still owes and ``data``.
@@ -238,12 +256,15 @@ class Ceiling:
             written -= len(pending.pop(0))
         if written:
             pending[0] = pending[0][written:]
+        self.quiet[client] = time.monotonic()
+        self.quiet.move_to_end(client)
         if pending:
             self.behind[client] = None
 
     def _drop(self, client: _Client) -> None:
         client.group.members.pop(client, None)
         self.behind.pop(client, None)
+        self.quiet.pop(client, None)
         with contextlib.suppress(OSError):
             client.sock.shutdown(socket.SHUT_RDWR)
         client.done.set()
@@ -262,10 +283,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--bind", default="127.0.0.1:8100", metavar="HOST:PORT")
     parser.add_argument("--flush-ms", type=float, default=2.0,
                         help="shortest pause between sweeps, as TICKER_FLUSH_MS")
+    parser.add_argument("--heartbeat-s", type=float, default=10.0,
+                        help="longest silence on a stream, as TICKER_HEARTBEAT_S")
     args = parser.parse_args(argv)
     raise_nofile(1024)
     host, _, port = args.bind.rpartition(":")
-    ceiling = Ceiling(args.feed, args.flush_ms)
+    ceiling = Ceiling(args.feed, args.flush_ms, args.heartbeat_s)
     server = StreamServer((host, int(port)), ceiling.handle, backlog=4096)
     server.start()
     greenlets = [gevent.spawn(ceiling.read_feed), gevent.spawn(ceiling.sweep)]

@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 from bench.framing import ProtocolError, ResponseReader
 from bench.procs import runqueue_seconds
 from bench.tally import Stream, Tally
-from simulator.wire import Decoder
+from simulator.wire import Decoder, WireError
 
 __all__ = ["LoadGen", "raise_nofile"]
 
@@ -91,7 +91,7 @@ class LoadGen:
         self.address = (host, port)
         self.tape_path = tape  # the market's Unix socket: the record to check against
         self._tape: socket.socket | None = None
-        self._tape_decoder = Decoder()
+        self._tape_decoder = Decoder(ticks=True)
         self.tape_ended = False
         self.host = host.encode()
         self.streams = streams
@@ -227,21 +227,24 @@ class LoadGen:
             raise RuntimeError("the market sent no snapshot")
 
     def _read_tape(self) -> None:
-        try:
-            data = self._tape.recv(_READ_SIZE)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        if not data:  # the market stopped (or dropped this subscriber: ref_lost says so)
-            self.epoll.unregister(self._tape.fileno())
-            self._tape.close()
-            self._tape, self.tape_ended = None, True
-            return
+        """Everything the market's socket holds now: the record must never fall so far
+        behind that the market drops it, however busy the streams keep this tool."""
         tape = self.tally.tape
-        for message in self._tape_decoder.feed(data):
-            if isinstance(message, dict):
-                tape(message)
+        while self._tape is not None:
+            try:
+                data = self._tape.recv(_READ_SIZE)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:  # the market stopped (or dropped this subscriber: ref_lost says so)
+                self.epoll.unregister(self._tape.fileno())
+                self._tape.close()
+                self._tape, self.tape_ended = None, True
+                return
+            for message in self._tape_decoder.feed(data):
+                if not isinstance(message, WireError):
+                    tape(message)
 
     def _send_request(self, conn: _Conn) -> None:
         code = conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)

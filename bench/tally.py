@@ -23,6 +23,7 @@ from bisect import bisect_left, bisect_right
 from collections import Counter
 
 from bench.framing import Bodies, Run, items
+from simulator.wire import Tick, parse_tick
 
 __all__ = ["Stream", "Tally"]
 
@@ -96,7 +97,7 @@ class Tally:
         # a server may conflate any stream, the reference too, but not the market.
         self.taped = False
         self.tape_seq = -1
-        self.tape_prices: dict[bytes, bytes] = {}
+        self._tape_latest: dict[bytes, bytes] = {}  # symbol: its latest quote's JSON
 
     # Reading -------------------------------------------------------------------------
 
@@ -156,24 +157,32 @@ class Tally:
             if since <= ts10 < until:
                 self.ref_window[symbol] += 1
 
-    def tape(self, message: dict) -> None:
-        """A message the market published (decoded JSON): the record, when ``taped``."""
-        kind = message.get("type")
-        if kind == "tick":
-            seq, symbol = message["seq"], message["symbol"].encode()
+    def tape(self, message: dict | Tick) -> None:
+        """A message the market published (a tick, or other decoded JSON): the record,
+        when ``taped``. A tick's price is read only at the end (``tape_prices``)."""
+        if isinstance(message, Tick) or message.get("type") == "tick":
+            tick = parse_tick(message)
+            seq, symbol = tick.seq, tick.symbol.encode()
             self.ref_seqs.append(seq)
             self.ref_by_symbol.setdefault(symbol, []).append(seq)
             since, until = self.window10
-            if since <= message["ts"] * 10 < until:
+            if since <= tick.ts * 10 < until:
                 self.ref_window[symbol] += 1
-            self.tape_prices[symbol] = _price(message["price"])
+            self._tape_latest[symbol] = tick.data
             self.tape_seq = seq
             return
+        kind = message.get("type")
         if kind == "snapshot":
             self.ref_from = self.tape_seq = message["seq"]
         if kind in ("snapshot", "quotes"):
             for quote in message.get("quotes", ()):
-                self.tape_prices[quote["symbol"].encode()] = _price(quote["price"])
+                self._tape_latest[quote["symbol"].encode()] = json.dumps(quote).encode()
+
+    @property
+    def tape_prices(self) -> dict[bytes, bytes]:
+        """The market's last price of each symbol, as the servers write it."""
+        return {symbol: _price(json.loads(quote)["price"])
+                for symbol, quote in self._tape_latest.items()}
 
     # Settling ------------------------------------------------------------------------
 
