@@ -110,7 +110,11 @@ class Market:
         self.log = log
 
     def stop(self) -> None:
-        stop(self.proc)
+        """Ask the market to close (SIGTERM) and return at once: it flushes what it
+        published to its subscribers first, and the load generator must go on reading
+        its own copy meanwhile. The ``market`` block's end waits for the process."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
 
 
 @contextlib.contextmanager
