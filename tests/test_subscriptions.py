@@ -148,6 +148,18 @@ def test_quiet_finds_the_streams_owed_a_heartbeat_at_its_front(writes, before, e
     assert quiet.due(before) == expected
 
 
+def test_quiet_knows_a_write_to_the_second_early_never_late():
+    quiet = Quiet()
+    quiet.touch("s1", 1.2)
+    quiet.touch("s2", 1.9)
+    quiet.touch("s1", 1.95)  # the same second: it stays where it was
+    assert quiet.due(0.99) == []
+    assert quiet.due(1.0) == ["s1", "s2"], "a second early at most"
+    quiet.touch("s1", 2.0)
+    assert quiet.due(1.5) == ["s2"] and quiet.due(2.0) == ["s2", "s1"]
+    assert quiet.next_due(10) == 11.0
+
+
 def test_quiet_forgets_and_says_when_the_next_heartbeat_is_due():
     quiet = Quiet()
     assert quiet.next_due(10) is None
