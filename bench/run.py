@@ -123,7 +123,8 @@ def measure(kind: str, work: Workload, tmp: Path, *, seed: int, warmup: float,
 
 
 def _metrics(text: bytes) -> dict:
-    wanted = ("ticker_events_sent_total", "ticker_snapshots_sent_total", "ticker_streams_open")
+    wanted = ("ticker_events_sent_total", "ticker_snapshots_sent_total", "ticker_writes_total",
+              "ticker_streams_open")
     found = {}
     for line in text.decode().splitlines():
         name, _, value = line.partition(" ")

@@ -350,6 +350,7 @@ class Fanout:
                 cursor = stream.cursor
             tally.sent += self._send_body(
                 stream, sse.encode(comment="heartbeat", id=log.event_id(cursor)), now)
+            tally.writes += 1
         tally.count()
 
     def _serve(self, group: Group, now: float, tally: _Tally) -> None:
@@ -361,6 +362,7 @@ class Fanout:
         chunk = writes.chunk(body)
         for stream in list(group.in_step):
             tally.sent += self._send(stream, chunk if stream.chunked else body, now)
+            tally.writes += 1
             tally.events += count
             if stream.pending is not None and not stream.ended:
                 # A reader slower than the market: it drains, then is paced.
@@ -406,6 +408,7 @@ class Fanout:
             stream.feed_up = self._feed_up
         if body:
             tally.sent += self._send_body(stream, body, now)
+            tally.writes += 1
         if stream.pending is None and not stream.ended and stream.cursor == group.cursor:
             if stream.paced and now - stream.conflated_at < _FREED_AFTER_S:
                 return  # not yet shown to keep up: paced again next pass
@@ -439,7 +442,7 @@ class Fanout:
     def _send_body(self, stream: Stream, body: bytes, now: float) -> int:
         return self._send(stream, writes.chunk(body) if stream.chunked else body, now)
 
-    def _write(self, stream: Stream, data: memoryview) -> int:
+    def _write(self, stream: Stream, data: bytes | memoryview) -> int:
         """What the socket takes now, or -1 when the client is gone (the stream is ended)."""
         try:
             return writes.send(stream.sock, data)
@@ -449,7 +452,7 @@ class Fanout:
 
     def _send(self, stream: Stream, data: bytes, now: float) -> int:
         """Write what the socket takes now and keep the rest for the next sweep."""
-        written = self._write(stream, memoryview(data))
+        written = self._write(stream, data)
         if written < 0:
             return 0
         self._quiet.touch(stream, now)
@@ -479,10 +482,10 @@ class Fanout:
 class _Tally:
     """What one pass wrote, for the metrics (updated once a pass, never per event)."""
 
-    __slots__ = ("events", "snapshots", "sent")
+    __slots__ = ("events", "snapshots", "sent", "writes")
 
     def __init__(self) -> None:
-        self.events = self.snapshots = self.sent = 0
+        self.events = self.snapshots = self.sent = self.writes = 0
 
     def count(self) -> None:
         if self.events:
@@ -491,6 +494,8 @@ class _Tally:
             metrics.SNAPSHOTS_SENT.inc(self.snapshots)
         if self.sent:
             metrics.BYTES_SENT.inc(self.sent)
+        if self.writes:
+            metrics.WRITES.inc(self.writes)
 
 
 def _out_of_step(log: EventLog, stream: Stream, generation: int) -> str | None:

@@ -30,6 +30,7 @@ __all__ = [
     "STREAMS_DROPPED",
     "STREAMS_OPEN",
     "STREAMS_REFUSED",
+    "WRITES",
     "exposition",
 ]
 
@@ -42,6 +43,9 @@ SNAPSHOTS_SENT = Counter(
 )
 RESUMES = Counter("ticker_resumes", "streams resumed exactly from a Last-Event-ID.")
 BYTES_SENT = Counter("ticker_bytes_sent", "bytes the sweeper wrote to stream sockets.")
+WRITES = Counter(
+    "ticker_writes", "socket writes to streams (events over writes: what a write carries)."
+)
 STREAMS_REFUSED = Counter(
     "ticker_streams_refused", "streams refused with 503 (worker or client address at its limit)."
 )

@@ -28,7 +28,7 @@ def chunk(body: bytes) -> bytes:
     return b"%x\r\n%b\r\n" % (len(body), body)
 
 
-def send(sock: socket.socket, data: memoryview) -> int:
+def send(sock: socket.socket, data: bytes | memoryview) -> int:
     """Non-blocking sends, a TLS record's worth at a time, until the socket is full.
 
     TLS takes a buffer whole or not at all and must be offered the same one again, so
@@ -40,6 +40,8 @@ def send(sock: socket.socket, data: memoryview) -> int:
     """
     written = 0
     try:
+        if len(data) <= _SLICE:
+            return sock.send(data)  # the sweeper's usual write: one call, whatever it takes
         while written < len(data):
             sent = sock.send(data[written:written + _SLICE])
             if not sent:
