@@ -24,7 +24,6 @@ import contextlib
 import os
 import signal
 import time
-from collections import OrderedDict
 from urllib.parse import parse_qs, urlsplit
 
 import gevent
@@ -35,6 +34,7 @@ from gevent.server import StreamServer
 from bench.loadgen import raise_nofile
 from simulator import address, wire
 from ticker import sse
+from ticker.subscriptions import Quiet
 
 __all__ = ["Ceiling"]
 
@@ -49,25 +49,26 @@ def _chunk(body: bytes) -> bytes:
 
 
 class _Client:
-    __slots__ = ("sock", "fd", "group", "after", "pending", "done")
+    __slots__ = ("sock", "fd", "group", "pending", "done")
 
-    def __init__(self, sock: socket.socket, group: _Group, after: float, first: bytes) -> None:
+    def __init__(self, sock: socket.socket, group: _Group, first: bytes) -> None:
         self.sock = sock
         self.group = group
         self.fd = sock.fileno()
-        self.after = after  # the seq its snapshot is as of
         self.pending = [first]
         self.done = Event()
 
 
 class _Group:
-    """The sockets of one subscription and the frames ``(seq, frame)`` they are owed."""
+    """The sockets of one subscription and the frames they are owed."""
 
-    __slots__ = ("members", "frames", "served")
+    __slots__ = ("members", "joining", "frames", "served")
 
     def __init__(self) -> None:
         self.members: dict[_Client, None] = {}
-        self.frames: list[tuple[float, bytes]] = []
+        # New sockets, and how many of the frames waiting their snapshot already holds.
+        self.joining: dict[_Client, int] = {}
+        self.frames: list[bytes] = []
         self.served = 0  # the pass that last served it
 
 
@@ -87,7 +88,7 @@ class Ceiling:
         self.every: list[_Group] = []  # the groups of every symbol
         self.dirty: dict[_Group, None] = {}  # groups with frames waiting, in that order
         self.behind: dict[_Client, None] = {}  # new sockets, owed their first bytes
-        self.quiet: OrderedDict[_Client, float] = OrderedDict()  # by last write, oldest first
+        self.quiet = Quiet()  # by the second of the last write
         self.passes = 0
         self.wake = Event()
 
@@ -105,20 +106,24 @@ class Ceiling:
                     elif isinstance(message, dict):
                         self._apply(message)
                 self.wake.set()
+                gevent.sleep(0)  # as ticker's feed reader: a read never shuts out the sweeper
         self.up = False
         down = sse.encode('{"feed":"down"}', event="status")
         for group in self.groups.values():
-            self._owe(group, float("inf"), down)
+            self._owe(group, down)
         self.wake.set()
 
     def _tick(self, tick: wire.Tick) -> None:
         self.quotes[tick.symbol] = tick.data
         self.head = tick.seq
         frame = sse.encode_line(tick.data, event="price", id=f"{self.epoch}-{self.head}")
-        for group in self.by_symbol.get(tick.symbol, ()):
-            self._owe(group, self.head, frame)
-        for group in self.every:
-            self._owe(group, self.head, frame)
+        dirty = self.dirty
+        for groups in (self.by_symbol.get(tick.symbol, ()), self.every):
+            for group in groups:
+                frames = group.frames
+                if not frames:
+                    dirty[group] = None  # with its first frame
+                frames.append(frame)
 
     def _apply(self, message: dict) -> None:
         kind = message.get("type")
@@ -131,8 +136,8 @@ class Ceiling:
             self.quotes = {quote["symbol"]: wire.Tick.of(quote).data for quote in quotes}
             self.up = True
 
-    def _owe(self, group: _Group, seq: float, frame: bytes) -> None:
-        group.frames.append((seq, frame))
+    def _owe(self, group: _Group, frame: bytes) -> None:
+        group.frames.append(frame)
         self.dirty[group] = None
 
     # The streams ---------------------------------------------------------------------
@@ -166,10 +171,10 @@ class Ceiling:
                 self.by_symbol.setdefault(symbol, []).append(group)
             if key is None:
                 self.every.append(group)
-        client = _Client(sock, group, self.head, _HEADERS + _chunk(_RETRY + snapshot + status))
+        client = _Client(sock, group, _HEADERS + _chunk(_RETRY + snapshot + status))
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as gunicorn's sockets
         sock.setblocking(False)
-        group.members[client] = None
+        group.joining[client] = len(group.frames)
         self.behind[client] = None
         self.wake.set()
         client.done.wait()
@@ -177,10 +182,10 @@ class Ceiling:
     def sweep(self) -> None:
         """Forever: wait for frames, serve the groups that have some, pause like ticker."""
         while True:
-            due = next(iter(self.quiet.values()), None)
-            self.wake.wait(None if due is None else max(0.0, due + self.heartbeat_s
-                                                        - time.monotonic()))
+            due = self.quiet.next_due(self.heartbeat_s)
+            self.wake.wait(None if due is None else max(0.0, due - time.monotonic()))
             self.wake.clear()
+            now = time.monotonic()
             self.passes += 1
             later = []
             slice_start = time.monotonic()
@@ -193,7 +198,7 @@ class Ceiling:
                         later.append(group)  # more since it was served: the next pass
                         continue
                     group.served = self.passes
-                    self._serve(group)
+                    self._serve(group, now)
                     if time.monotonic() - slice_start >= _GIVE_WAY_S:
                         _give_way()
                         slice_start = time.monotonic()
@@ -201,50 +206,58 @@ class Ceiling:
                 self.dirty[group] = None
             behind, self.behind = self.behind, {}
             for client in behind:
-                self._write(client, b"")
-            self._heartbeats(time.monotonic() - self.heartbeat_s)
+                self._write(client, b"", now)
+            self._heartbeats(now)
             if self.dirty or self.behind:
                 self.wake.set()
             gevent.sleep(self.min_pause)
 
-    def _serve(self, group: _Group) -> None:
+    def _serve(self, group: _Group, now: float) -> None:
         """One chunk of the group's frames to each socket (a new one gets only what its
-        snapshot does not hold)."""
+        snapshot does not hold, then joins the others)."""
         frames, group.frames = group.frames, []
         if not frames:
             return
-        data = _chunk(b"".join(frame for _, frame in frames))
-        first = frames[0][0]
+        data = _chunk(b"".join(frames))
         for client in list(group.members):
-            if client.after >= first:
-                body = b"".join(frame for seq, frame in frames if seq > client.after)
-                self._write(client, _chunk(body) if body else b"")
-            else:
-                self._write(client, data)
+            self._write(client, data, now)
+        if group.joining:
+            joining, group.joining = group.joining, {}
+            for client, held in joining.items():
+                body = b"".join(frames[held:])
+                self._write(client, _chunk(body) if body else b"", now)
+                group.members[client] = None
 
-    def _heartbeats(self, before: float) -> None:
-        """A comment to each stream last written at or before ``before``."""
-        due = []
-        for client, written in self.quiet.items():
-            if written > before:
-                break
-            due.append(client)
+    def _heartbeats(self, now: float) -> None:
+        """A comment to each stream silent for ``heartbeat_s`` (to the second)."""
+        due = self.quiet.due(now - self.heartbeat_s)
         if due:
             beat = _chunk(sse.encode(comment="heartbeat", id=f"{self.epoch}-{self.head}"))
             for client in due:
-                self._write(client, beat)
+                self._write(client, beat, now)
 
-    def _write(self, client: _Client, data: bytes) -> None:
+    def _write(self, client: _Client, data: bytes, now: float) -> None:
         """One non-blocking write of what the socket still owes and ``data``.
 
         What it cannot take waits, as a list (joining would copy the whole backlog on
         every sweep), in front of the next write.
         """
         pending = client.pending
+        if not pending:  # the usual case: one write of the new data
+            try:
+                written = os.write(client.fd, data) if data else 0
+            except BlockingIOError:
+                written = 0
+            except OSError:
+                self._drop(client)
+                return
+            self.quiet.touch(client, now)
+            if written < len(data):
+                pending.append(data[written:])
+                self.behind[client] = None
+            return
         if data:
             pending.append(data)
-        if not pending:
-            return
         try:
             written = os.writev(client.fd, pending[:512])  # within IOV_MAX
         except BlockingIOError:
@@ -256,15 +269,15 @@ class Ceiling:
             written -= len(pending.pop(0))
         if written:
             pending[0] = pending[0][written:]
-        self.quiet[client] = time.monotonic()
-        self.quiet.move_to_end(client)
+        self.quiet.touch(client, now)
         if pending:
             self.behind[client] = None
 
     def _drop(self, client: _Client) -> None:
         client.group.members.pop(client, None)
+        client.group.joining.pop(client, None)
         self.behind.pop(client, None)
-        self.quiet.pop(client, None)
+        self.quiet.forget(client)
         with contextlib.suppress(OSError):
             client.sock.shutdown(socket.SHUT_RDWR)
         client.done.set()
