@@ -69,7 +69,10 @@ def _open(symbols_text: str | None) -> Response:
     last_event_id = request.headers.get("Last-Event-ID") or request.args.get("lastEventId")
     key = None if symbols is None else frozenset(symbols)
     body = _body(service, sock, server_response, client, key, rate, last_event_id)
-    return Response(body, headers=SSE_HEADERS, content_type=_CONTENT_TYPE)
+    # Handed to gunicorn as it is: werkzeug's wrappers around a body would stay on the
+    # stack of every waiting stream's greenlet, saved on the heap for the stream's life.
+    return Response(body, headers=SSE_HEADERS, content_type=_CONTENT_TYPE,
+                    direct_passthrough=True)
 
 
 def _body(
