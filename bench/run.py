@@ -84,10 +84,14 @@ def measure(kind: str, work: Workload, tmp: Path, *, seed: int, warmup: float,
         idle_kb = procs.memory_kb(pid, "VmRSS")
         marks: dict[str, tuple[float, float]] = {}
 
+        passes: dict[str, dict[float, float]] = {}
+
         def on_window(edge: str) -> None:
             nonlocal profiler
             marks[edge] = (time.monotonic(), procs.cpu_seconds(pid),
                            procs.runqueue_seconds(pid), procs.loadavg())
+            if kind == "ticker":
+                passes[edge] = _pass_buckets(server)
             if edge == "start" and profile is not None:
                 profiler = Profiler(pid, profile, work.window, cpu=1)
 
@@ -108,6 +112,7 @@ def measure(kind: str, work: Workload, tmp: Path, *, seed: int, warmup: float,
     cpu = cpu1 - cpu0
     result.update(
         kind=kind, workload=work.name, rate=work.rate, seed=seed, revision=revision,
+        pass_ms=_pass_ms(passes.get("start"), passes.get("end")),
         server_tracebacks=errors, profile=str(profiled) if profiled else None,
         # The machine's 1-minute load average as the window began and ended: it is shared.
         loadavg_start=load0, loadavg_end=load1,
@@ -120,6 +125,44 @@ def measure(kind: str, work: Workload, tmp: Path, *, seed: int, warmup: float,
         server_kb_per_stream=(peak_kb - idle_kb) / max(1, result["opened"] + 1),
     )
     return result
+
+
+def _pass_buckets(server: procs.Server) -> dict[float, float] | None:
+    """ticker's ``ticker_pass_seconds`` histogram now: upper bound to cumulative count."""
+    try:
+        text = server.get("/metrics", timeout=10)[1].decode()
+    except OSError:
+        return None
+    buckets = {}
+    for line in text.splitlines():
+        if line.startswith('ticker_pass_seconds_bucket{le="'):
+            bound, _, count = line.removeprefix('ticker_pass_seconds_bucket{le="').partition('"} ')
+            buckets[float(bound)] = float(count)
+    return buckets
+
+
+def _pass_ms(start: dict | None, end: dict | None) -> dict:
+    """p50 and p99 of the sweep passes in the window, from the histogram's buckets (linear
+    within a bucket, as Prometheus' ``histogram_quantile``), in milliseconds."""
+    if not start or not end:
+        return {"p50": None, "p99": None}
+    bounds = sorted(end)
+    counts = [end[b] - start.get(b, 0.0) for b in bounds]
+    total = counts[-1]
+    out = {}
+    for name, q in (("p50", 0.50), ("p99", 0.99)):
+        if not total:
+            out[name] = None
+            continue
+        rank, lower, below = q * total, 0.0, 0.0
+        for bound, cumulative in zip(bounds, counts, strict=True):
+            if cumulative >= rank:
+                upper = bound if bound != float("inf") else lower
+                share = (rank - below) / (cumulative - below) if cumulative > below else 1.0
+                out[name] = round(1000 * (lower + (upper - lower) * share), 1)
+                break
+            lower, below = bound, cumulative
+    return out
 
 
 def _metrics(text: bytes) -> dict:
@@ -149,6 +192,10 @@ def median_of(runs: list[dict]) -> dict:
         k: statistics.median([r["latency_ms"][k] for r in runs if r["latency_ms"][k] is not None]
                              or [None])
         for k in runs[0]["latency_ms"]}
+    merged["pass_ms"] = {
+        k: statistics.median([r["pass_ms"][k] for r in runs if r["pass_ms"][k] is not None]
+                             or [None])
+        for k in ("p50", "p99")}
     merged["runs"] = len(runs)
     return merged
 
@@ -197,8 +244,8 @@ def _ratio(a, b) -> str:
 def table(rows: list[tuple[Workload, dict, dict]]) -> str:
     """One line per workload and server, ticker's with its ratio to the ceiling."""
     head = ("| workload | server | streams | events/s | delivered | snapshots | gaps/dups "
-            "| converged | p50 ms | p99 ms | max ms | CPU us/event | server core +starved "
-            "| KB/stream | tool core +starved | load | target |")
+            "| converged | p50 ms | p99 ms | max ms | pass p50/p99 ms | CPU us/event "
+            "| server core +starved | KB/stream | tool core +starved | load | target |")
     lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
     for work, ticker, ceiling in rows:
         for kind, r in (("ticker", ticker), ("ceiling", ceiling)):
@@ -215,7 +262,8 @@ def table(rows: list[tuple[Workload, dict, dict]]) -> str:
             lines.append(
                 f"| {work.name} {work.title} | {kind} | {r['opened']:,.0f} | {events} "
                 f"| {delivered} | {r['snapshots_in_window']:g} | {_g(r['gaps'])}/{_g(r['dups'])} "
-                f"| {_g(r['converged'])} | {lat['p50']} | {p99} | {lat['max']} | {cpu_text} "
+                f"| {_g(r['converged'])} | {lat['p50']} | {p99} | {lat['max']} "
+                f"| {_g(r['pass_ms']['p50'])}/{_g(r['pass_ms']['p99'])} | {cpu_text} "
                 f"| {r['server_core']:.0%} +{r['server_starved']:.0%} "
                 f"| {r['server_kb_per_stream']:.1f} "
                 f"| {r['loadgen_cpu']:.0%} +{r['loadgen_starved']:.0%} "

@@ -315,7 +315,9 @@ class Fanout:
                             *(t - self.clock() for t in times)])
                 self._wake.wait(timeout=max(0.0, wait))
             self._wake.clear()
-            self.sweep(self.clock(), give_way=turns.poll_once)
+            started = self.clock()
+            self.sweep(started, give_way=turns.poll_once)
+            metrics.PASS_SECONDS.observe(self.clock() - started)
             gevent.sleep(self.min_pause)
 
     def sweep(self, now: float, give_way=None) -> None:

@@ -16,6 +16,7 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
+    Histogram,
     generate_latest,
     multiprocess,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "EVENTS_SENT",
     "FEED_LAG",
     "FEED_UP",
+    "PASS_SECONDS",
     "RESUMES",
     "SNAPSHOTS_SENT",
     "STREAMS_DROPPED",
@@ -51,6 +53,12 @@ STREAMS_REFUSED = Counter(
 )
 STREAMS_DROPPED = Counter(
     "ticker_streams_dropped", "streams ended by the server, by reason.", ["reason"]
+)
+PASS_SECONDS = Histogram(
+    "ticker_pass_seconds",
+    "how long a sweep pass took, the feed's turns in it included: a tick waits in a worker "
+    "for about one pass, two at most.",
+    buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0),
 )
 FEED_UP = Gauge(
     "ticker_feed_up", "1 when every live worker is connected to the feed.",
