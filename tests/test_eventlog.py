@@ -114,6 +114,13 @@ def test_parse_id(text, expected):
     assert filled(capacity=100, ticks=10).parse_id(text) == expected
 
 
+def test_latest_leaves_out_the_symbols_that_come_from_elsewhere():
+    log = filled(ticks=12)  # AAA at 3, 6, 9, 12; BBB at 7, 10; CCC at 5, 8, 11 (after 4)
+    body, count, left_out = log.latest(4, None, skip={"AAA"})
+    assert [e.id for e in events(body)] == ["ep1-10", "ep1-11"]
+    assert (count, left_out) == (2, 3), "the skipped symbol's ticks are not counted"
+
+
 def test_snapshot_has_latest_quotes_in_requested_order_and_the_head_id():
     log = filled(ticks=7)
     [event] = events(log.snapshot(["CCC", "AAA"], "new"))

@@ -163,7 +163,10 @@ def test_a_reader_that_falls_behind_briefly_gets_every_tick(fanout, log, clock):
     while client.stream.pending is None:  # the socket fills while the client reads nothing
         tick(log, 20, pad=10**12)
         fanout.sweep(clock.now)
-    assert client.stream.paced, "a half-done write makes it a paced reader"
+    assert client.stream not in client.stream.group.in_step, "it drains on its own"
+    assert not client.stream.paced, "one write half taken is not yet a slow reader"
+    fanout.sweep(clock.now)
+    assert client.stream.paced, "the rest still not taken at the next look: a paced reader"
     tick(log, 10)  # a little more, well under what a paced reader may be owed exactly
     caught = []
     for _ in range(50):
@@ -172,6 +175,8 @@ def test_a_reader_that_falls_behind_briefly_gets_every_tick(fanout, log, clock):
         if caught and caught[-1] == log.head and client.stream.pending is None:
             break
     assert caught == list(range(1, log.head + 1)), "every tick, in order, once"
+    clock.now += 5.0  # exact for as long as a paced reader must be to go free
+    fanout.sweep(clock.now)
     assert client.stream in client.stream.group.in_step and not client.stream.paced
 
 
@@ -217,6 +222,31 @@ def test_a_reader_too_far_behind_gets_a_lagging_snapshot_that_counts_what_it_ski
     assert snapshot["reason"] == "lagging"
     assert snapshot["skipped"] == log.head - sent_up_to
     assert client.prices() == list(range(1, sent_up_to + 1)), "no tick twice, none out of order"
+
+
+def test_a_reader_behind_is_not_sent_a_state_that_outweighs_what_it_missed(clock):
+    market = [{"symbol": f"S{n}", "name": f"S{n} Inc", "sector": "Tech"} for n in range(600)]
+    log = EventLog(10_000)
+    log.reset("ep1", 0, market, [quote(c["symbol"], 0) for c in market], rate=50.0)
+    log.feed_up = True
+    fanout = Fanout(log, max_streams=3, max_streams_per_client=2, heartbeat_s=HEARTBEAT_S,
+                    retry_ms=2000, flush_ms=2, stall_s=STALL_S, catch_up_bytes=64 * 1024,
+                    clock=clock)
+    client = Client(fanout)  # every symbol: its snapshot is some 130 KB
+    client.read()
+    while client.stream.pending is None:
+        tick(log, 20, symbols=("S1", "S2"), pad=10**12)
+        fanout.sweep(clock.now)
+    fanout.sweep(clock.now)
+    assert client.stream.paced
+    tick(log, 200, symbols=("S1", "S2"), pad=10**12)  # ~45 KiB: over what a paced reader
+    for _ in range(200):  # may be owed exactly, far under the state of 600 symbols
+        client.read()
+        fanout.sweep(clock.now)
+        if client.prices()[-1:] == [log.head] and client.stream.pending is None:
+            break
+    assert [e.type for e in client.read()].count("snapshot") == 1, "only the first"
+    assert client.prices() == list(range(1, log.head + 1)), "every tick, exactly"
 
 
 def test_a_reader_that_takes_nothing_is_dropped_after_stall_s(fanout, log, clock):

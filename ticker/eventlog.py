@@ -21,7 +21,7 @@ Pure: no I/O, no clock, no gevent. The fan-out and the feed reader drive it.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Container, Iterable, Sequence
 
 from simulator.wire import Tick
 from ticker import sse
@@ -174,9 +174,10 @@ class EventLog:
         return b"".join(frames), len(frames)
 
     def latest(self, cursor: int, symbols: Iterable[str] | None,
-               until: int | None = None) -> tuple[bytes, int, int]:
+               until: int | None = None, skip: Container[str] = ()) -> tuple[bytes, int, int]:
         """Conflated ``replay``: the latest frame of each symbol that ticked after ``cursor``
-        up to ``until``, in seq order; how many, and how many ticks that leaves out."""
+        up to ``until``, in seq order; how many, and how many ticks that leaves out.
+        ``skip``: symbols whose latest comes from elsewhere (left out, and not counted)."""
         until = self.head if until is None else min(until, self.head)
         if cursor >= until:
             return b"", 0, 0
@@ -186,7 +187,7 @@ class EventLog:
         newest: dict[str, tuple[int, bytes]] = {}
         ticks = 0
         for seq, symbol, frame in self._entries[start:end]:
-            if wanted is None or symbol in wanted:
+            if (wanted is None or symbol in wanted) and symbol not in skip:
                 newest[symbol] = (seq, frame)
                 ticks += 1
         kept = sorted(newest.values())

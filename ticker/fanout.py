@@ -82,7 +82,7 @@ class Stream:
     __slots__ = (
         "sock", "client", "key", "rate", "chunked", "generation", "cursor", "feed_up",
         "pending", "stalled_since", "ended", "clean", "closed", "watcher", "group",
-        "paced", "unsent", "conflated_at",
+        "paced", "unsent", "behind_at",
     )
 
     def __init__(self, sock: socket.socket, client: str, key: frozenset[str] | None,
@@ -104,7 +104,7 @@ class Stream:
         self.group: Group | None = None  # its subscription, once the sweeper has it
         self.paced = False  # a slow reader, written only once it has read what it got
         self.unsent = 0  # bytes its send queue held when last looked at (paced)
-        self.conflated_at = 0.0  # when it last got the latest state instead of every tick
+        self.behind_at = 0.0  # when it last fell behind: a write not taken, or conflated
 
     def begin(self, start: Start, feed_up: bool) -> None:
         """Take over where the first bytes left the stream."""
@@ -367,15 +367,17 @@ class Fanout:
             tally.writes += 1
             tally.events += count
             if stream.pending is not None and not stream.ended:
-                # A reader slower than the market: it drains, then is paced.
+                # It did not take the whole write: it drains and catches up on its own,
+                # and is paced if the rest is still not taken at the next look.
                 del group.in_step[stream]
                 stream.cursor, stream.generation = group.cursor, group.generation
                 self._attention[stream] = None
-                self._pace(stream, True)
 
     def _tend(self, stream: Stream, now: float, tally: _Tally) -> None:
         """Bring one stream up to its group: drain, catch up or snapshot, then join it."""
         if stream.pending is not None and not self._drain(stream, now):
+            stream.behind_at = now
+            self._pace(stream, True)  # a reader slower than the market
             return
         if stream.paced and not self._taken(stream, now):
             return
@@ -384,21 +386,29 @@ class Fanout:
             group.reset(self._indexed, self._generation)  # no one shares it: at the head
         group.settle(self._indexed)
         reason, count = _out_of_step(log, stream, self._generation), 0
+        snapshot = None
         if reason is None:
             if stream.cursor > group.cursor:
                 return  # ahead of frames its group still owes: wait for the group's turn
             if stream.rate:
-                body, count, _ = log.latest(stream.cursor, stream.key, until=group.cursor)
+                # A symbol its group holds comes from the group, newer, within a period:
+                # an older one now would be two prices in a moment.
+                body, count, _ = log.latest(stream.cursor, stream.key, until=group.cursor,
+                                            skip=group.held)
             else:
                 body, count = log.replay(stream.cursor, stream.key, until=group.cursor)
             if len(body) > (_PACE_BYTES if stream.paced else self.catch_up_bytes):
-                reason = "lagging"  # the latest state is worth more than what it missed
+                snapshot = log.snapshot(stream.key, "lagging", count)
+                if len(snapshot) < len(body):
+                    # The latest state is worth more than what it missed, and costs less
+                    # (the state of thousands of symbols can outweigh a few ticks).
+                    reason = "lagging"
         if reason is None:
             stream.cursor = group.cursor
             tally.events += count
         else:
-            stream.conflated_at = now
-            body = log.snapshot(stream.key, reason, count)
+            stream.behind_at = now
+            body = snapshot or log.snapshot(stream.key, reason, count)
             tally.snapshots += 1
             stream.cursor = log.head  # joins its group once the group has caught up
         stream.generation = self._generation
@@ -412,7 +422,7 @@ class Fanout:
             tally.sent += self._send_body(stream, body, now)
             tally.writes += 1
         if stream.pending is None and not stream.ended and stream.cursor == group.cursor:
-            if stream.paced and now - stream.conflated_at < _FREED_AFTER_S:
+            if stream.paced and now - stream.behind_at < _FREED_AFTER_S:
                 return  # not yet shown to keep up: paced again next pass
             self._pace(stream, False)
             del self._attention[stream]
@@ -420,8 +430,8 @@ class Fanout:
 
     def _pace(self, stream: Stream, paced: bool) -> None:
         """Pace a slow reader (a small kernel buffer), or let one that keeps up go free."""
-        if paced and not stream.paced:
-            stream.stalled_since = self.clock()
+        if paced == stream.paced:
+            return
         stream.paced = paced
         with contextlib.suppress(OSError):
             stream.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF,
