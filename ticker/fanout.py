@@ -358,14 +358,16 @@ class Fanout:
     def _serve(self, group: Group, now: float, tally: _Tally) -> None:
         """Write a group's frames to every stream in step with it."""
         body, count = group.take(self._indexed, now)
-        self.subscriptions.after_take(group)
+        if group.period:
+            self.subscriptions.after_take(group)
         if not group.in_step or not body:
             return
         chunk = writes.chunk(body)
-        for stream in list(group.in_step):
+        streams = list(group.in_step)
+        tally.writes += len(streams)
+        tally.events += count * len(streams)
+        for stream in streams:
             tally.sent += self._send(stream, chunk if stream.chunked else body, now)
-            tally.writes += 1
-            tally.events += count
             if stream.pending is not None and not stream.ended:
                 # It did not take the whole write: it drains and catches up on its own,
                 # and is paced if the rest is still not taken at the next look.
