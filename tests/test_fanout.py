@@ -77,13 +77,14 @@ def socketpair() -> tuple[socket.socket, socket.socket]:
 class Client:
     """The client end of one stream, and the server end as its body holds it."""
 
-    def __init__(self, fanout: Fanout, key=None, last_event_id=None, client="10.0.0.1") -> None:
+    def __init__(self, fanout: Fanout, key=None, last_event_id=None, client="10.0.0.1",
+                 rate=None) -> None:
         self.fanout = fanout
         self.server, self.peer = socketpair()
         self.parser = Parser()
         self.events: list = []
-        self.stream: Stream = fanout.open(self.server, client, key)
-        start = admission.start(fanout.log, key, last_event_id, fanout.retry_frame)
+        self.stream: Stream = fanout.open(self.server, client, key, rate)
+        start = admission.start(fanout.log, key, last_event_id, fanout.retry_frame, rate=rate)
         self.stream.begin(start, fanout.log.feed_up)
         self.server.sendall(start.body)  # what gunicorn writes first
         fanout.arm(self.stream, chunked=False)
@@ -247,6 +248,22 @@ def test_a_reader_behind_is_not_sent_a_state_that_outweighs_what_it_missed(clock
             break
     assert [e.type for e in client.read()].count("snapshot") == 1, "only the first"
     assert client.prices() == list(range(1, log.head + 1)), "every tick, exactly"
+
+
+def test_a_stream_with_a_rate_gets_no_symbol_twice_within_its_period_as_it_joins(
+    fanout, log, clock,
+):
+    client = Client(fanout, key=frozenset({"AAA"}), rate=2.0)
+    tick(log, 1, symbols=("AAA",))  # after its snapshot, before its first pass
+    fanout.sweep(clock.now)
+    assert client.prices() == [1], "caught up alone with the latest"
+    tick(log, 1, symbols=("AAA",))
+    clock.now += 0.1
+    fanout.sweep(clock.now)
+    assert client.prices() == [1], "the group's next price waits its period"
+    clock.now += 0.4
+    fanout.sweep(clock.now)
+    assert client.prices() == [1, 2]
 
 
 def test_a_reader_that_takes_nothing_is_dropped_after_stall_s(fanout, log, clock):
