@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import run, slow
+from bench import feed_path, run, slow
 from bench.framing import ResponseReader, items
 from bench.profile import summary
 
@@ -86,3 +86,12 @@ def test_max_rate_figures_count_prices_and_injections():
     assert figures["injected"] == 1
     assert len(figures["inject_shown_s"]) == 2 and None not in figures["inject_shown_s"]
     assert figures["prices_per_s"] is not None and figures["interval_s"] is not None
+
+
+@pytest.mark.parametrize("general", [False, True], ids=["as-they-are", "general"])
+def test_the_feed_path_benchmark_puts_every_tick_in_the_log(general):
+    figures = feed_path.measure(symbols=300, ticks=2_000, streams=100, watch=5,
+                                general=general, seed=1)
+    assert set(figures) == {"decode", "apply", "index", "total"}
+    assert all(value > 0 for value in figures.values())
+    assert figures["total"] >= figures["decode"] + figures["apply"]

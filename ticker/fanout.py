@@ -13,13 +13,14 @@ group reached late in a pass carries what arrived up to that moment. Under light
 tick is written within a couple of milliseconds; under heavy load passes run back to
 back, each carrying more, so writes per stream stay bounded while events per write grow.
 
-A reader slower than the market (a slow link, or a client that reads slowly) is *paced*:
-once a write to it is left half done, it leaves its group, its kernel buffer shrinks to a
-few KiB, and it is written only when it has taken what it was sent (its send queue is
-nearly empty), then with the latest state (a ``lagging`` snapshot that counts the ticks
-it skipped) rather than the backlog, so what it shows
-stays seconds old, whatever its bandwidth, and it holds no more than one write. It joins
-its group again once it keeps up.
+A stream that leaves a write half done leaves its group, drains and catches up from the
+log on its own. A reader slower than the market (a slow link, or a client that reads
+slowly), one that has still not taken the rest at the sweeper's next look, is *paced*: its
+kernel buffer shrinks to a few KiB, and it is written only when it has taken what it was
+sent (its send queue is nearly empty), then with the latest state (a ``lagging`` snapshot
+that counts the ticks it skipped) rather than the backlog whenever that state is the
+smaller, so what it shows stays seconds old, whatever its bandwidth, and it holds no more
+than one write. It joins its group again once it keeps up.
 
 A stream's life belongs to its response body (``ticker/streams.py``): the body takes a
 place (``open``), sends its first bytes through gunicorn, hands the socket to the
