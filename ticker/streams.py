@@ -101,6 +101,10 @@ def _body(
         )
         stream.begin(start, service.log.feed_up)
         yield start.body
+        # gunicorn holds what was yielded last for as long as the stream waits: an empty
+        # piece (it writes nothing) lets the first bytes, a whole snapshot, go.
+        del start
+        yield b""
         # gunicorn has sent the headers, and chose the framing: the sweeper follows it.
         fanout.arm(stream, chunked=bool(getattr(server_response, "chunked", False)))
         fanout.wait(stream)
