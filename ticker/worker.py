@@ -235,6 +235,9 @@ class StreamWorker(GeventWorker):
         self._stop = Event()
         self._quick = False
         self._serving = 0  # requests between their head and their response's end
+        # Each connection's greenlet would keep who spawned it and the stack it was spawned
+        # from, for a debugging aid this worker never prints: some 250 bytes a stream.
+        gevent.config.track_greenlet_tree = False
         super().init_process()
 
     def handle_exit(self, sig, frame) -> None:
