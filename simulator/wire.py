@@ -395,15 +395,6 @@ class Tick:
     def quote(self) -> dict:
         return json.loads(self.data)
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Tick) and self.data == other.data
-
-    def __hash__(self) -> int:
-        return hash(self.data)
-
-    def __repr__(self) -> str:
-        return f"Tick({self.data.decode()})"
-
 
 def parse_tick(item: dict | Tick) -> Tick:
     """A tick message, however it was read (``read_tick``'s ``Tick``, or a ``dict``).

@@ -168,3 +168,15 @@ def test_quiet_forgets_and_says_when_the_next_heartbeat_is_due():
     assert quiet.next_due(10) == 11.0
     quiet.forget("s1")
     assert quiet.next_due(10) == 12.0 and quiet.due(100) == ["s2"]
+
+
+def test_a_rate_group_that_sent_all_holds_every_symbol_a_period():
+    subs = Subscriptions()
+    group = subs.join((frozenset({"A", "B"}), 2.0), 0, 0)
+    group.sent_all(10.0)
+    subs.add(entries("A", "B"), now=10.2)
+    subs.begin_pass(10.2)
+    assert due(subs) == [], "nothing goes within the period of the catch-up"
+    assert subs.next_timer() == 10.5
+    subs.begin_pass(10.5)
+    assert [g.take(2, 10.5) for g in subs.due()] == [(b"A1;B2;", 2)]

@@ -388,9 +388,7 @@ class Fanout:
         if not group.in_step:
             group.reset(self._indexed, self._generation)  # no one shares it: at the head
             if group.period:
-                # What this stream gets now is each symbol's latest: the group's next one
-                # waits a period, as if the group had sent it.
-                group.sent_at = dict.fromkeys(stream.key or log.universe, now)
+                group.sent_all(now)  # what this stream gets now is each symbol's latest
         group.settle(self._indexed)
         reason, count = _out_of_step(log, stream, self._generation), 0
         snapshot = None

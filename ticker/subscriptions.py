@@ -39,7 +39,7 @@ class Group:
     """The streams of one subscription, and the frames after ``cursor`` they are owed."""
 
     __slots__ = ("key", "symbols", "period", "cursor", "generation", "frames", "held",
-                 "sent_at", "in_step", "size", "served", "wake_at")
+                 "sent_at", "sent_all_at", "in_step", "size", "served", "wake_at")
 
     def __init__(self, key: Key, cursor: int, generation: int) -> None:
         self.key = key
@@ -50,6 +50,7 @@ class Group:
         self.frames: list[bytes] = []  # owed after cursor, in seq order (every tick)
         self.held: dict[str, tuple[int, bytes]] = {}  # rate: the latest of each symbol
         self.sent_at: dict[str, float] = {}  # rate: when each symbol last went out
+        self.sent_all_at = -math.inf  # rate: ...or every symbol, when none since
         self.in_step: dict[Hashable, None] = {}  # streams that take the shared write
         self.size = 0  # streams of this subscription, in step or not
         self.served = -1  # the pass that last served it
@@ -68,7 +69,7 @@ class Group:
             return body, count
         ready = sorted(
             (seq, symbol, frame) for symbol, (seq, frame) in self.held.items()
-            if self.sent_at.get(symbol, -self.period) + self.period <= now
+            if self.due_at(symbol) <= now
         )
         for _, symbol, _ in ready:
             del self.held[symbol]
@@ -78,11 +79,21 @@ class Group:
         self.cursor = min(seq for seq, _ in self.held.values()) - 1 if self.held else head
         return b"".join(frame for _, _, frame in ready), len(ready)
 
+    def due_at(self, symbol: str) -> float:
+        """When the next frame of ``symbol`` may go (rate groups)."""
+        return self.sent_at.get(symbol, self.sent_all_at) + self.period
+
     def next_at(self) -> float | None:
         """When the first held frame may go (rate groups)."""
         if not self.held:
             return None
-        return min(self.sent_at.get(s, -self.period) for s in self.held) + self.period
+        return min(self.due_at(s) for s in self.held)
+
+    def sent_all(self, now: float) -> None:
+        """Every symbol's latest went out ``now`` (a stream of its own caught up): the next
+        of each waits a period (rate groups)."""
+        self.sent_at.clear()
+        self.sent_all_at = now
 
     def reset(self, head: int, generation: int) -> None:
         """Nothing owed: the group starts again at ``head`` (its streams catch up alone)."""
@@ -157,10 +168,11 @@ class Subscriptions:
     def _hold(self, group: Group, seq: int, symbol: str, frame: bytes, now: float) -> None:
         """A rate group keeps the latest frame of each symbol, due once its period is up."""
         group.held[symbol] = (seq, frame)
-        if group.sent_at.get(symbol, -group.period) + group.period <= now:
+        due = group.due_at(symbol)
+        if due <= now:
             self._mark(group)
         else:
-            self._wake_at(group, group.sent_at[symbol] + group.period)
+            self._wake_at(group, due)
 
     def _wake_at(self, group: Group, when: float) -> None:
         if when < group.wake_at:
