@@ -5,14 +5,15 @@ encodes each tick once into the same ``price`` frame ticker sends (same encoder,
 quote fields, same ``EPOCH-SEQ`` id, so the same size), and sweeps as ticker does:
 streams with the same symbols form a group, each tick's frame goes as it arrives to the
 groups that want it (an index by symbol), and one sweeper greenlet serves only the groups
-with frames waiting, each at most once a pass, joining its frames once into one chunk and
-writing it to each of its sockets in one non-blocking write. It lets the feed reader run
-every 2 ms of a pass, so a group reached late carries what arrived until then, and pauses
-``flush_ms`` between passes. A socket that cannot take everything keeps the rest in front
-of its next write. A stream silent for ``heartbeat_s`` gets a comment, as ticker's do
-(proxies cut silent streams), found at the front of the streams ordered by their last
-write. There is no log, no resume, no conflation, no pacing, no metrics. What ticker does
-beyond this is what its ratio to the ceiling measures.
+with frames waiting, each at most once a pass, writing each socket what it has not had
+in one non-blocking write (sockets owed the same frames share one joined chunk). It lets
+the feed reader run every 2 ms of a pass, within a group too, so a socket reached late
+carries what arrived until then, and pauses ``flush_ms`` between passes. A socket that
+cannot take everything keeps the rest in front of its next write. A stream silent for
+``heartbeat_s`` gets a comment, as ticker's do (proxies cut silent streams), found at
+the front of the streams ordered by their last write. There is no log, no resume, no
+conflation, no pacing, no metrics. What ticker does beyond this is what its ratio to the
+ceiling measures.
 
     python -m bench.ceiling --feed unix:/tmp/market.sock --bind 127.0.0.1:8100
 """
@@ -60,16 +61,22 @@ class _Client:
 
 
 class _Group:
-    """The sockets of one subscription and the frames they are owed."""
+    """The sockets of one subscription and the frames some of them are owed: frame
+    number ``base + i`` is ``frames[i]``, and each socket's mark is the number of the
+    first frame it has not had."""
 
-    __slots__ = ("members", "joining", "frames", "served")
+    __slots__ = ("members", "frames", "base", "served", "queued")
 
     def __init__(self) -> None:
-        self.members: dict[_Client, None] = {}
-        # New sockets, and how many of the frames waiting their snapshot already holds.
-        self.joining: dict[_Client, int] = {}
+        self.members: dict[_Client, int] = {}
         self.frames: list[bytes] = []
+        self.base = 0
         self.served = 0  # the pass that last served it
+        self.queued = False  # in the dirty groups
+
+    @property
+    def end(self) -> int:
+        return self.base + len(self.frames)
 
 
 class Ceiling:
@@ -90,6 +97,7 @@ class Ceiling:
         self.behind: dict[_Client, None] = {}  # new sockets, owed their first bytes
         self.quiet = Quiet()  # by the second of the last write
         self.passes = 0
+        self.slice_start = 0.0  # when the feed reader last had a turn
         self.wake = Event()
 
     # The feed ------------------------------------------------------------------------
@@ -120,10 +128,10 @@ class Ceiling:
         dirty = self.dirty
         for groups in (self.by_symbol.get(tick.symbol, ()), self.every):
             for group in groups:
-                frames = group.frames
-                if not frames:
-                    dirty[group] = None  # with its first frame
-                frames.append(frame)
+                group.frames.append(frame)
+                if not group.queued:
+                    group.queued = True
+                    dirty[group] = None
 
     def _apply(self, message: dict) -> None:
         kind = message.get("type")
@@ -138,6 +146,7 @@ class Ceiling:
 
     def _owe(self, group: _Group, frame: bytes) -> None:
         group.frames.append(frame)
+        group.queued = True
         self.dirty[group] = None
 
     # The streams ---------------------------------------------------------------------
@@ -174,7 +183,7 @@ class Ceiling:
         client = _Client(sock, group, _HEADERS + _chunk(_RETRY + snapshot + status))
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as gunicorn's sockets
         sock.setblocking(False)
-        group.joining[client] = len(group.frames)
+        group.members[client] = group.end  # its snapshot holds every frame so far
         self.behind[client] = None
         self.wake.set()
         client.done.wait()
@@ -188,7 +197,7 @@ class Ceiling:
             now = time.monotonic()
             self.passes += 1
             later = []
-            slice_start = time.monotonic()
+            self.slice_start = time.monotonic()
             while self.dirty:
                 # Taken whole (popping a dict's first key is O(n) in CPython); the groups
                 # that get frames while this batch is served form the next one.
@@ -197,11 +206,9 @@ class Ceiling:
                     if group.served == self.passes:
                         later.append(group)  # more since it was served: the next pass
                         continue
-                    group.served = self.passes
+                    group.served, group.queued = self.passes, False
                     self._serve(group, now)
-                    if time.monotonic() - slice_start >= _GIVE_WAY_S:
-                        _give_way()
-                        slice_start = time.monotonic()
+                    self._turn()
             for group in later:
                 self.dirty[group] = None
             behind, self.behind = self.behind, {}
@@ -212,21 +219,35 @@ class Ceiling:
                 self.wake.set()
             gevent.sleep(self.min_pause)
 
+    def _turn(self) -> bool:
+        """Let the feed reader run if the sweeper has had the loop for ``_GIVE_WAY_S``."""
+        if time.monotonic() - self.slice_start < _GIVE_WAY_S:
+            return False
+        _give_way()
+        self.slice_start = time.monotonic()
+        return True
+
     def _serve(self, group: _Group, now: float) -> None:
-        """One chunk of the group's frames to each socket (a new one gets only what its
-        snapshot does not hold, then joins the others)."""
-        frames, group.frames = group.frames, []
-        if not frames:
-            return
-        data = _chunk(b"".join(frames))
-        for client in list(group.members):
+        """Each socket the frames from its mark to the end, as they are when the sweeper
+        gets to it; one chunk for the sockets with the same mark."""
+        members = group.members
+        low = end = group.end
+        chunks: dict[int, bytes] = {}
+        for client, start in list(members.items()):
+            if start >= end or client not in members:
+                continue  # has every frame, or left while the feed reader ran
+            data = chunks.get(start)
+            if data is None:
+                data = chunks[start] = _chunk(
+                    b"".join(group.frames[start - group.base:end - group.base]))
             self._write(client, data, now)
-        if group.joining:
-            joining, group.joining = group.joining, {}
-            for client, held in joining.items():
-                body = b"".join(frames[held:])
-                self._write(client, _chunk(body) if body else b"", now)
-                group.members[client] = None
+            if client in members:
+                members[client] = end
+            if self._turn() and group.end > end:
+                end = group.end  # frames came meanwhile: the sockets not yet reached get them
+                chunks.clear()
+        del group.frames[:low - group.base]  # every socket has these
+        group.base = low
 
     def _heartbeats(self, now: float) -> None:
         """A comment to each stream silent for ``heartbeat_s`` (to the second)."""
@@ -275,7 +296,6 @@ class Ceiling:
 
     def _drop(self, client: _Client) -> None:
         client.group.members.pop(client, None)
-        client.group.joining.pop(client, None)
         self.behind.pop(client, None)
         self.quiet.forget(client)
         with contextlib.suppress(OSError):

@@ -41,7 +41,7 @@ def measure(*, symbols: int, ticks: int, streams: int, watch: int, general: bool
     names = [c.symbol for c in companies]
     rng = random.Random(seed)
     for _ in range(streams):
-        groups.join((frozenset(rng.sample(names, watch)), None), 0, log.generation)
+        groups.join((frozenset(rng.sample(names, watch)), None), log.generation)
     reader = FeedReader("unix:/nonexistent/feed.sock", log, lambda: None)
     reader.apply(wire.hello("bench", 0, [c.listing() for c in companies], 20_000.0))
     reader.apply(wire.snapshot(0, market.quotes))

@@ -146,6 +146,45 @@ def test_a_pass_writes_only_to_streams_with_something_to_receive(fanout, log, cl
     assert fanout._quiet.due(clock.now - 1) == [watching_b.stream], "B was not even written"
 
 
+class Ticking(Clock):
+    """A clock that moves 1.25 ms each time it is read: the sweeper's writes take time."""
+
+    def __call__(self) -> float:
+        self.now += 0.00125
+        return self.now
+
+
+def test_a_tick_that_comes_while_a_group_is_written_goes_to_its_streams_not_yet_reached(log):
+    clock = Ticking()
+    fanout = Fanout(log, max_streams=10, max_streams_per_client=2, heartbeat_s=HEARTBEAT_S,
+                    retry_ms=2000, flush_ms=2, stall_s=STALL_S, catch_up_bytes=64 * 1024,
+                    clock=clock)
+    clients = [Client(fanout, client=f"10.0.3.{n}") for n in range(4)]  # every symbol
+    fanout.sweep(clock.now)  # each joins the one group
+    for client in clients:
+        client.read()
+    arrivals = [2]
+
+    def feed_reader() -> None:  # its turn comes after every second write (2.5 ms)
+        while arrivals:
+            arrivals.pop()
+            tick(log, 1)
+            fanout.wake()
+
+    tick(log, 1)
+    fanout.sweep(clock.now, give_way=feed_reader)
+    assert [c.prices() for c in clients] == [[1], [1], [1, 2], [1, 2]], \
+        "tick 2 came after two streams were written: the other two get it in the same pass"
+    fanout.sweep(clock.now, give_way=feed_reader)
+    assert [c.prices() for c in clients] == [[1, 2]] * 4, "the first two get it next pass..."
+    assert [len(c.read()) for c in clients] == [4, 4, 4, 4], "...and the others nothing twice"
+    group = fanout.subscriptions.groups[(None, None)]
+    assert set(group.in_step.values()) == {group.end} and group.frames == []
+    clock.now += HEARTBEAT_S
+    fanout.sweep(clock.now)
+    assert {c.parser.last_event_id for c in clients} == {"ep1-2"}
+
+
 def test_a_quiet_stream_gets_a_heartbeat_with_the_head_id(fanout, log, clock):
     client = Client(fanout, key=frozenset({"AAA"}))
     client.read()

@@ -31,43 +31,74 @@ def due(subs: Subscriptions) -> list:
 def test_a_tick_dirties_exactly_the_groups_that_want_it(keys, ticks, dirty):
     subs = Subscriptions()
     for symbols in keys:
-        subs.join((symbols, None), 0, 1)
+        subs.join((symbols, None), 1)
     subs.add(entries(*ticks))
     subs.begin_pass()
     assert due(subs) == [(symbols, None) for symbols in dirty]
 
 
-def test_a_group_gets_its_frames_in_seq_order_and_moves_to_the_head_when_served():
+def release(group, now: float) -> tuple[bytes, int]:
+    """What a rate group lets out at ``now`` (as the sweeper serves it)."""
+    start = group.end
+    group.release(now)
+    body = group.body(start, group.end)
+    group.trim(group.end)
+    return body
+
+
+def test_a_group_keeps_its_frames_in_seq_order_and_each_body_from_a_mark():
     subs = Subscriptions()
-    group = subs.join((frozenset({"A", "C"}), None), 0, 1)
+    group = subs.join((frozenset({"A", "C"}), None), 1)
     subs.add(entries("A", "B", "C", "A"))
-    assert group.take(4, 0.0) == (b"A1;C3;A4;", 3)
-    assert (group.cursor, group.frames) == (4, [])
+    assert (group.base, group.end) == (0, 3)
+    assert group.body(0, 3) == (b"A1;C3;A4;", 3)
+    assert group.body(1, 3) == (b"C3;A4;", 2), "a stream reached after C3 came"
+    group.trim(1)
+    assert (group.frames, group.seqs, group.base) == ([b"C3;", b"A4;"], [3, 4], 1)
+    assert group.body(2, 3) == (b"A4;", 1)
+    group.trim(3)
+    assert (group.frames, group.base, group.end) == ([], 3, 3)
+
+
+@pytest.mark.parametrize(
+    ("mark", "head", "position"),
+    [(0, 9, 0), (1, 9, 2), (2, 9, 3), (3, 9, 9), (3, 4, 4)],
+    ids=["before-A1", "before-C3", "before-A4", "at-the-end", "at-the-end-sooner"],
+)
+def test_a_marks_position_is_just_before_its_next_frame_or_the_head(mark, head, position):
+    subs = Subscriptions()
+    group = subs.join((frozenset({"A", "C"}), None), 1)
+    subs.add(entries("A", "B", "C", "A"))
+    assert group.position(mark, head) == position
 
 
 def test_a_group_is_served_once_a_pass_and_what_came_after_waits_for_the_next():
     subs = Subscriptions()
-    a, b = subs.join((frozenset({"A"}), None), 0, 1), subs.join((frozenset({"B"}), None), 0, 1)
+    a = subs.join((frozenset({"A"}), None), 1)
+    subs.join((frozenset({"B"}), None), 1)
     subs.add(entries("A"))
     subs.begin_pass()
     served = []
     for group in subs.due():
-        served.append(group.symbols)
-        group.take(1, 0.0)
+        served.append((group.symbols, group.end))
         if group is a:  # while the sweeper writes, ticks arrive for A (served) and B (not yet)
             subs.add(entries("A", "B", start=2))
-    assert served == [frozenset({"A"}), frozenset({"B"})], "B is reached in this pass"
-    assert a.frames == [b"A2;"] and subs.pending
+    assert served == [(frozenset({"A"}), 1), (frozenset({"B"}), 1)], \
+        "B is reached in this pass, with the tick that came while A was served"
+    assert subs.pending
     subs.begin_pass()
     assert due(subs) == [(frozenset({"A"}), None)]
-    assert b.frames == [], "B took its new frame in the pass that reached it"
+    subs.add(entries("A", start=4))
+    subs.add(entries("A", start=5))
+    subs.begin_pass()
+    assert due(subs) == [(frozenset({"A"}), None)], "queued once, however many frames"
 
 
 @pytest.mark.parametrize("streams", [1, 3])
 def test_a_group_lives_while_it_has_streams_and_its_index_goes_with_it(streams):
     subs = Subscriptions()
     key = (frozenset({"A", "B"}), None)
-    groups = [subs.join(key, 0, 1) for _ in range(streams)]
+    groups = [subs.join(key, 1) for _ in range(streams)]
     assert all(g is groups[0] for g in groups) and groups[0].size == streams
     subs.add(entries("A"))
     for group in groups:
@@ -80,54 +111,47 @@ def test_a_group_lives_while_it_has_streams_and_its_index_goes_with_it(streams):
 
 def test_reset_drops_what_every_group_owed():
     subs = Subscriptions()
-    group = subs.join((None, None), 0, 1)
+    group = subs.join((None, None), 1)
     subs.add(entries("A", "B"))
-    subs.reset(10, 2)
-    assert (group.frames, group.cursor, group.generation) == ([], 10, 2)
-    assert not subs.pending
-
-
-def test_settle_moves_a_group_with_nothing_owed_to_the_head_only():
-    subs = Subscriptions()
-    group = subs.join((frozenset({"A"}), None), 0, 1)
-    group.settle(5)
-    assert group.cursor == 5
-    subs.add(entries("A", start=6))
-    group.settle(9)
-    assert group.cursor == 5, "it still owes seq 6"
+    subs.reset(2)
+    assert (group.frames, group.base, group.generation) == ([], 2, 2)
+    assert group.position(group.end, 10) == 10 and not subs.pending
+    subs.add(entries("C", start=11))
+    subs.begin_pass()
+    assert due(subs) == [(None, None)], "queued again with its next frame"
 
 
 def test_a_rate_group_lets_the_latest_of_each_symbol_out_once_a_period():
     subs = Subscriptions()
-    group = subs.join((None, 2.0), 0, 1)  # two updates a second per symbol
+    group = subs.join((None, 2.0), 1)  # two updates a second per symbol
     subs.add(entries("A", "B", "A"), now=10.0)
     subs.begin_pass(10.0)
     assert due(subs) == [(None, 2.0)]
-    assert group.take(3, 10.0) == (b"B2;A3;", 2), "the latest of each, in seq order"
+    assert release(group, 10.0) == (b"B2;A3;", 2), "the latest of each, in seq order"
     subs.add(entries("A", "A", "B", start=4), now=10.1)  # within the period: held
     subs.begin_pass(10.1)
-    assert due(subs) == [] and group.cursor == 3
+    assert due(subs) == [] and group.position(group.end, 6) == 3
     subs.begin_pass(10.49)
     assert due(subs) == []
     subs.begin_pass(10.5)  # one period after A and B went out
     assert due(subs) == [(None, 2.0)]
-    assert group.take(6, 10.5) == (b"A5;B6;", 2)
-    assert group.cursor == 6 and not group.owes
+    assert release(group, 10.5) == (b"A5;B6;", 2)
+    assert group.position(group.end, 6) == 6 and not group.held
 
 
 def test_a_held_frame_is_never_held_longer_than_a_period():
     subs = Subscriptions()
-    group = subs.join((frozenset({"A", "B"}), 1.0), 0, 1)
+    group = subs.join((frozenset({"A", "B"}), 1.0), 1)
     subs.add(entries("A"), now=0.0)
     subs.begin_pass(0.0)
     list(subs.due())
-    group.take(1, 0.0)  # A out at 0.0
+    release(group, 0.0)  # A out at 0.0
     subs.add(entries("B", start=2), now=0.2)  # B has never gone out: due at once
     subs.add(entries("A", start=3), now=0.3)  # A waits until 1.0
     subs.begin_pass(0.3)
     assert due(subs) == [(frozenset({"A", "B"}), 1.0)]
-    assert group.take(3, 0.3) == (b"B2;", 1)
-    assert group.cursor == 2, "a resume from here replays the held A"
+    assert release(group, 0.3) == (b"B2;", 1)
+    assert group.position(group.end, 3) == 2, "a resume from here replays the held A"
     subs.after_take(group)
     assert subs.next_timer() == 1.0
 
@@ -172,11 +196,11 @@ def test_quiet_forgets_and_says_when_the_next_heartbeat_is_due():
 
 def test_a_rate_group_that_sent_all_holds_every_symbol_a_period():
     subs = Subscriptions()
-    group = subs.join((frozenset({"A", "B"}), 2.0), 0, 0)
+    group = subs.join((frozenset({"A", "B"}), 2.0), 0)
     group.sent_all(10.0)
     subs.add(entries("A", "B"), now=10.2)
     subs.begin_pass(10.2)
     assert due(subs) == [], "nothing goes within the period of the catch-up"
     assert subs.next_timer() == 10.5
     subs.begin_pass(10.5)
-    assert [g.take(2, 10.5) for g in subs.due()] == [(b"A1;B2;", 2)]
+    assert [release(g, 10.5) for g in subs.due()] == [(b"A1;B2;", 2)]

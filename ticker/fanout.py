@@ -4,14 +4,16 @@ Strategy: writes are the cost (one ``send`` is ~10 us of kernel time, whatever i
 size), so a stream never gets a write per tick. The feed reader only appends to the
 ``EventLog`` and wakes the fan-out, which hands each new tick's frame to the
 subscriptions that want it (``ticker/subscriptions.py``); the sweeper then serves the
-groups that have frames waiting, in the order they got them, joining a group's frames
-once and writing them to each of its streams in a single non-blocking ``send``. A pass
-costs in proportion to the streams that have something to receive, plus the few that
-need care of their own (catching up, draining, owed a heartbeat), never to every open
-stream. The sweeper gives way to the feed reader every couple of milliseconds, so a
-group reached late in a pass carries what arrived up to that moment. Under light load a
-tick is written within a couple of milliseconds; under heavy load passes run back to
-back, each carrying more, so writes per stream stay bounded while events per write grow.
+groups that have frames waiting, in the order they got them, writing each of a group's
+streams what it has not had yet in a single non-blocking ``send`` (streams with the same
+frames owed share one joined body). A pass costs in proportion to the streams that have
+something to receive, plus the few that need care of their own (catching up, draining,
+owed a heartbeat), never to every open stream. The sweeper gives way to the feed reader
+every couple of milliseconds, within a group too, so a stream reached late in a pass
+carries what arrived up to that moment, even the last of ten thousand streams of every
+symbol. Under light load a tick is written within a couple of milliseconds; under heavy
+load passes run back to back, each carrying more, so writes per stream stay bounded
+while events per write grow, and a tick waits at most about one pass.
 
 A stream that leaves a write half done leaves its group, drains and catches up from the
 log on its own. A reader slower than the market (a slow link, or a client that reads
@@ -148,6 +150,8 @@ class Fanout:
         self._indexed = 0  # the seq up to which new ticks went to the groups
         self._feed_up = False
         self._wake = Event()
+        self._give_way = None  # the sweeper's: lets the feed reader run (None in tests)
+        self._slice_start = 0.0  # when the feed reader last had a turn
 
     # A stream's life ------------------------------------------------------------
 
@@ -198,8 +202,7 @@ class Fanout:
         # until the client acknowledges the previous one (up to 40 ms of delayed ACK).
         if stream.sock.family in (socket.AF_INET, socket.AF_INET6):
             stream.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        stream.group = self.subscriptions.join(
-            (stream.key, stream.rate), self._indexed, self._generation)
+        stream.group = self.subscriptions.join((stream.key, stream.rate), self._generation)
         self._attention[stream] = None  # it catches up to its group on its own first
         self._quiet.touch(stream, self.clock())
         self._wake.set()
@@ -297,13 +300,14 @@ class Fanout:
         """Every stream catches up on its own: the feed started over, went up or down, or
         the groups lost track of the log."""
         for group in self.subscriptions.groups.values():
-            for stream in group.in_step:
-                stream.cursor, stream.generation = group.cursor, group.generation
+            for stream, mark in group.in_step.items():
+                stream.cursor = group.position(mark, self._indexed)
+                stream.generation = group.generation
                 self._attention[stream] = None
             group.in_step.clear()
         log = self.log
         self._generation, self._indexed = log.generation, log.head
-        self.subscriptions.reset(log.head, log.generation)
+        self.subscriptions.reset(log.generation)
 
     def run(self) -> None:
         """The sweeper greenlet: a pass when woken, giving way to the feed reader often."""
@@ -336,45 +340,69 @@ class Fanout:
         for stream in list(self._attention):
             self._tend(stream, now, tally)
         self.subscriptions.begin_pass(now)
-        slice_start = self.clock()
+        self._give_way, self._slice_start = give_way, self.clock()
         for group in self.subscriptions.due():
             self._serve(group, now, tally)
-            if give_way is not None and self.clock() - slice_start >= _GIVE_WAY_S:
-                give_way()  # the feed reader may add frames, to groups not yet served too
-                slice_start = self.clock()
+            self._turn()
+        self._give_way = None
         for stream in self._quiet.due(now - self.heartbeat_s):
             if stream.pending is not None:
                 continue  # its remainder speaks for it; the stall check ends it if need be
             group = stream.group
-            if stream in group.in_step:
-                group.settle(self._indexed)
-                cursor = group.cursor
-            else:
-                cursor = stream.cursor
+            mark = group.in_step.get(stream)
+            cursor = stream.cursor if mark is None else group.position(mark, self._indexed)
             tally.sent += self._send_body(
                 stream, sse.encode(comment="heartbeat", id=log.event_id(cursor)), now)
             tally.writes += 1
         tally.count()
 
+    def _turn(self) -> bool:
+        """Let the feed reader run if the sweeper has had the loop for ``_GIVE_WAY_S``;
+        whether it did (it may have added frames, to groups being served too)."""
+        if self._give_way is None or self.clock() - self._slice_start < _GIVE_WAY_S:
+            return False
+        self._give_way()
+        self._slice_start = self.clock()
+        return True
+
     def _serve(self, group: Group, now: float, tally: _Tally) -> None:
-        """Write a group's frames to every stream in step with it."""
-        body, count = group.take(self._indexed, now)
+        """Write each stream in step with a group the frames from its mark to the end, as
+        they are when the sweeper gets to it; streams with the same mark share one body."""
         if group.period:
+            group.release(now)
             self.subscriptions.after_take(group)
-        if not group.in_step or not body:
-            return
-        chunk = writes.chunk(body)
-        streams = list(group.in_step)
-        tally.writes += len(streams)
-        tally.events += count * len(streams)
-        for stream in streams:
-            tally.sent += self._send(stream, chunk if stream.chunked else body, now)
-            if stream.pending is not None and not stream.ended:
+        in_step = group.in_step
+        low = end = group.end
+        bodies: dict[int, tuple[bytes, bytes, int]] = {}
+        sent = written = events = 0
+        for stream, start in list(in_step.items()):
+            if start >= end or stream.group is not group:
+                continue  # has every frame (it came after a tick), or ended meanwhile
+            shared = bodies.get(start)
+            if shared is None:
+                body, count = group.body(start, end)
+                shared = bodies[start] = (body, writes.chunk(body), count)
+            body, chunk, count = shared
+            sent += self._send(stream, chunk if stream.chunked else body, now)
+            written += 1
+            events += count
+            if stream.pending is None:
+                if stream.group is group:  # (not if the client left)
+                    in_step[stream] = end
+            elif not stream.ended:
                 # It did not take the whole write: it drains and catches up on its own,
                 # and is paced if the rest is still not taken at the next look.
-                del group.in_step[stream]
-                stream.cursor, stream.generation = group.cursor, group.generation
+                del in_step[stream]
+                stream.cursor = group.position(end, self._indexed)
+                stream.generation = group.generation
                 self._attention[stream] = None
+            if self._turn() and group.end > end:
+                end = group.end  # ticks came meanwhile: the streams not yet reached get them
+                bodies.clear()
+        tally.sent += sent
+        tally.writes += written
+        tally.events += events
+        group.trim(low)
 
     def _tend(self, stream: Stream, now: float, tally: _Tally) -> None:
         """Bring one stream up to its group: drain, catch up or snapshot, then join it."""
@@ -386,22 +414,23 @@ class Fanout:
             return
         log, group = self.log, stream.group
         if not group.in_step:
-            group.reset(self._indexed, self._generation)  # no one shares it: at the head
+            group.reset(self._generation)  # no one shares it: nothing owed
             if group.period:
                 group.sent_all(now)  # what this stream gets now is each symbol's latest
-        group.settle(self._indexed)
+        # Where a stream marked at the group's end is: what this one catches up to.
+        until = group.position(group.end, self._indexed)
         reason, count = _out_of_step(log, stream, self._generation), 0
         snapshot = None
         if reason is None:
-            if stream.cursor > group.cursor:
-                return  # ahead of frames its group still owes: wait for the group's turn
+            if stream.cursor > until:
+                return  # ahead of frames its group still holds: wait for their turn
             if stream.rate:
                 # A symbol its group holds comes from the group, newer, within a period:
                 # an older one now would be two prices in a moment.
-                body, count, _ = log.latest(stream.cursor, stream.key, until=group.cursor,
+                body, count, _ = log.latest(stream.cursor, stream.key, until=until,
                                             skip=group.held)
             else:
-                body, count = log.replay(stream.cursor, stream.key, until=group.cursor)
+                body, count = log.replay(stream.cursor, stream.key, until=until)
             if len(body) > (_PACE_BYTES if stream.paced else self.catch_up_bytes):
                 snapshot = log.snapshot(stream.key, "lagging", count)
                 if len(snapshot) < len(body):
@@ -409,7 +438,7 @@ class Fanout:
                     # (the state of thousands of symbols can outweigh a few ticks).
                     reason = "lagging"
         if reason is None:
-            stream.cursor = group.cursor
+            stream.cursor = until
             tally.events += count
         else:
             stream.behind_at = now
@@ -426,12 +455,12 @@ class Fanout:
         if body:
             tally.sent += self._send_body(stream, body, now)
             tally.writes += 1
-        if stream.pending is None and not stream.ended and stream.cursor == group.cursor:
+        if stream.pending is None and not stream.ended and stream.cursor == until:
             if stream.paced and now - stream.behind_at < _FREED_AFTER_S:
                 return  # not yet shown to keep up: paced again next pass
             self._pace(stream, False)
             del self._attention[stream]
-            group.in_step[stream] = None
+            group.in_step[stream] = group.end
 
     def _pace(self, stream: Stream, paced: bool) -> None:
         """Pace a slow reader (a small kernel buffer), or let one that keeps up go free."""

@@ -4,11 +4,15 @@ Strategy: streams with the same subscription (the same set of symbols, or every 
 form one ``Group``. Each group keeps the frames its subscribers are owed, appended as
 ticks arrive, found through an index from symbol to groups: a tick costs one append per
 group that wants it, and nothing for the others. A group with frames waiting is *dirty*;
-the sweeper takes dirty groups in the order they became so, joins a group's frames once
-and writes them to every stream in step with it. A group is served at most once a pass
-(``Subscriptions.begin_pass``): one that has more by the time it was served waits for the
-next pass, so every stream gets at most one write a pass, while the frames it gets are
-those that arrived up to the moment the sweeper reached it.
+the sweeper takes dirty groups in the order they became so, and writes each stream in
+step the group's frames from the stream's mark to the end as they are when the sweeper
+reaches that stream: the streams that follow the same frames share one joined body, and a
+tick that arrives while the sweeper is half way through a group of thousands goes to the
+rest of them in the same pass. A group is served at most once a pass
+(``Subscriptions.begin_pass``): one that has more by the time it was served (or whose
+first streams were written before a tick came) waits for the next pass, so every stream
+gets at most one write a pass, and what it gets is what arrived up to the moment the
+sweeper reached it.
 
 A subscription may also ask for at most ``rate`` updates a second per symbol: its group
 keeps only the latest frame of each symbol and lets one out per symbol per period, the
@@ -36,48 +40,80 @@ Key = tuple[Symbols, float | None]  # ...and its rate: updates a second per symb
 
 
 class Group:
-    """The streams of one subscription, and the frames after ``cursor`` they are owed."""
+    """The streams of one subscription, and the frames some of them are still owed.
 
-    __slots__ = ("key", "symbols", "period", "cursor", "generation", "frames", "held",
-                 "sent_at", "sent_all_at", "in_step", "size", "served", "wake_at")
+    The group's frames form a short log of its own: ``frames[i]`` (of tick ``seqs[i]``)
+    is frame number ``base + i``. Each stream in step holds a *mark*, the number of the
+    first frame it has not been sent, so streams reached at different moments of a pass
+    may hold different marks: the sweeper writes each the frames from its mark to the
+    end as they are when it gets there. Frames every stream has are trimmed.
+    """
 
-    def __init__(self, key: Key, cursor: int, generation: int) -> None:
+    __slots__ = ("key", "symbols", "period", "generation", "frames", "seqs", "base", "held",
+                 "sent_at", "sent_all_at", "in_step", "size", "served", "queued", "wake_at")
+
+    def __init__(self, key: Key, generation: int) -> None:
         self.key = key
         self.symbols, rate = key
         self.period = 1.0 / rate if rate else 0.0  # 0: every tick
-        self.cursor = cursor  # in-step streams have every frame up to here
         self.generation = generation
-        self.frames: list[bytes] = []  # owed after cursor, in seq order (every tick)
-        self.held: dict[str, tuple[int, bytes]] = {}  # rate: the latest of each symbol
+        self.frames: list[bytes] = []  # frame number base + i, in seq order
+        self.seqs: list[int] = []  # the tick of each
+        self.base = 0
+        # rate: the latest frame of each symbol (its seq), and the seq of the first frame
+        # of that symbol held since the last one went out
+        self.held: dict[str, tuple[int, bytes, int]] = {}
         self.sent_at: dict[str, float] = {}  # rate: when each symbol last went out
         self.sent_all_at = -math.inf  # rate: ...or every symbol, when none since
-        self.in_step: dict[Hashable, None] = {}  # streams that take the shared write
+        self.in_step: dict[Hashable, int] = {}  # streams that take the shared frames: marks
         self.size = 0  # streams of this subscription, in step or not
         self.served = -1  # the pass that last served it
+        self.queued = False  # waiting in the queue of dirty groups
         self.wake_at = math.inf  # rate: when a timer will wake it
 
     @property
-    def owes(self) -> bool:
-        return bool(self.frames or self.held)
+    def end(self) -> int:
+        """The number of the next frame: a stream marked here has every one."""
+        return self.base + len(self.frames)
 
-    def take(self, head: int, now: float) -> tuple[bytes, int]:
-        """The frames that may go now, joined, and how many; the rest wait their period."""
-        if not self.period:
-            body, count = b"".join(self.frames), len(self.frames)
+    def body(self, start: int, end: int) -> tuple[bytes, int]:
+        """Frames ``start`` to ``end`` (not included), joined, and how many."""
+        return b"".join(self.frames[start - self.base:end - self.base]), end - start
+
+    def position(self, mark: int, head: int) -> int:
+        """The seq up to which a stream marked at ``mark`` has every frame of its own
+        (``head``: the last tick the groups were given), where a resume would start."""
+        if mark < self.end:
+            return self.seqs[mark - self.base] - 1
+        if self.held:
+            # Up to just before the first frame held and not yet let out (a rate
+            # group's streams have the latest of every symbol up to there).
+            return min(first for _, _, first in self.held.values()) - 1
+        return head
+
+    def trim(self, mark: int) -> None:
+        """Every stream in step is marked at ``mark`` or later: forget the frames before."""
+        if mark >= self.end:
             self.frames.clear()
-            self.cursor = head
-            return body, count
+            self.seqs.clear()
+            self.base = mark
+        elif mark > self.base:
+            del self.frames[:mark - self.base]
+            del self.seqs[:mark - self.base]
+            self.base = mark
+
+    def release(self, now: float) -> None:
+        """Rate groups: the held frames that may go now join the frames, in seq order;
+        the rest wait their period."""
         ready = sorted(
-            (seq, symbol, frame) for symbol, (seq, frame) in self.held.items()
+            (seq, symbol, frame) for symbol, (seq, frame, _) in self.held.items()
             if self.due_at(symbol) <= now
         )
-        for _, symbol, _ in ready:
+        for seq, symbol, frame in ready:
             del self.held[symbol]
             self.sent_at[symbol] = now
-        # Streams in step have the latest of every symbol up to just before the oldest
-        # frame still held, so that is where a resume must start.
-        self.cursor = min(seq for seq, _ in self.held.values()) - 1 if self.held else head
-        return b"".join(frame for _, _, frame in ready), len(ready)
+            self.frames.append(frame)
+            self.seqs.append(seq)
 
     def due_at(self, symbol: str) -> float:
         """When the next frame of ``symbol`` may go (rate groups)."""
@@ -95,16 +131,11 @@ class Group:
         self.sent_at.clear()
         self.sent_all_at = now
 
-    def reset(self, head: int, generation: int) -> None:
-        """Nothing owed: the group starts again at ``head`` (its streams catch up alone)."""
-        self.frames.clear()
+    def reset(self, generation: int) -> None:
+        """Nothing owed: the group starts again (its streams catch up alone)."""
+        self.trim(self.end)
         self.held.clear()
-        self.cursor, self.generation = head, generation
-
-    def settle(self, head: int) -> None:
-        """With nothing owed, its streams have every frame of theirs up to ``head``."""
-        if not self.owes:
-            self.cursor = head
+        self.generation = generation
 
 
 class Subscriptions:
@@ -120,11 +151,11 @@ class Subscriptions:
         self._order = itertools.count()
         self._pass = 0
 
-    def join(self, key: Key, head: int, generation: int) -> Group:
-        """The group for ``key``, made (at ``head``) if it is new; one more stream in it."""
+    def join(self, key: Key, generation: int) -> Group:
+        """The group for ``key``, made if it is new; one more stream in it."""
         group = self.groups.get(key)
         if group is None:
-            group = self.groups[key] = Group(key, head, generation)
+            group = self.groups[key] = Group(key, generation)
             if group.symbols is None:
                 self._every.append(group)
             else:
@@ -159,18 +190,20 @@ class Subscriptions:
                 for group in groups:
                     if group.period:
                         self._hold(group, seq, symbol, frame, now)
-                    elif group.frames:
-                        group.frames.append(frame)  # marked with its first frame
-                    else:
-                        group.frames.append(frame)
+                        continue
+                    group.frames.append(frame)
+                    group.seqs.append(seq)
+                    if not group.queued:
                         mark(group)
 
     def _hold(self, group: Group, seq: int, symbol: str, frame: bytes, now: float) -> None:
         """A rate group keeps the latest frame of each symbol, due once its period is up."""
-        group.held[symbol] = (seq, frame)
+        held = group.held.get(symbol)
+        group.held[symbol] = (seq, frame, seq if held is None else held[2])
         due = group.due_at(symbol)
         if due <= now:
-            self._mark(group)
+            if not group.queued:
+                self._mark(group)
         else:
             self._wake_at(group, due)
 
@@ -186,15 +219,17 @@ class Subscriptions:
             self._wake_at(group, when)
 
     def _mark(self, group: Group) -> None:
+        group.queued = True
         if group.served == self._pass:
             self._next[group] = None
         else:
             self._dirty[group] = None
 
-    def reset(self, head: int, generation: int) -> None:
+    def reset(self, generation: int) -> None:
         """The feed started over, or the sweeper lost track: nothing is owed by any group."""
         for group in self.groups.values():
-            group.reset(head, generation)
+            group.reset(generation)
+            group.queued = False
             group.wake_at = math.inf
         self._dirty.clear()
         self._next.clear()
@@ -212,8 +247,8 @@ class Subscriptions:
             when, _, group = heapq.heappop(timers)
             if when == group.wake_at:
                 group.wake_at = math.inf
-            if group.size and group.held:
-                self._dirty[group] = None
+            if group.size and group.held and not group.queued:
+                self._mark(group)
 
     def next_timer(self) -> float | None:
         """When the first held frame of any rate group may go."""
@@ -228,6 +263,7 @@ class Subscriptions:
         while self._dirty:
             group, _ = self._dirty.popitem(last=False)
             group.served = self._pass
+            group.queued = False
             yield group
 
     @property
