@@ -233,8 +233,9 @@ class Ceiling:
         members = group.members
         low = end = group.end
         chunks: dict[int, bytes] = {}
-        for client, start in list(members.items()):
-            if start >= end or client not in members:
+        for client in list(members):  # not (client, mark) pairs: objects alive a whole pass
+            start = members.get(client, end)
+            if start >= end:
                 continue  # has every frame, or left while the feed reader ran
             data = chunks.get(start)
             if data is None:

@@ -75,6 +75,12 @@ def test_since_gives_the_entries_after_a_cursor_and_replay_stops_where_asked():
     assert log.replay(25, None, until=99) == log.replay(25, None)
 
 
+@pytest.mark.parametrize("epoch", ["ep1", "2026-12-01-a7"], ids=["plain", "with-dashes"])
+def test_a_frame_tells_its_seq(epoch):
+    log = filled(ticks=12, epoch=epoch, start=100)
+    assert [log.seq_of(frame) for _, _, frame in log.since(100)] == list(range(101, 113))
+
+
 def test_latest_conflates_to_the_newest_frame_of_each_symbol_in_seq_order():
     log = filled(ticks=12)  # seq n is symbol n % 3: BBB, CCC, AAA, BBB, ...
     body, count, left_out = log.latest(4, None)

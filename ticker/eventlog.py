@@ -131,6 +131,12 @@ class EventLog:
     def event_id(self, seq: int) -> str:
         return f"{self.epoch}-{seq}"
 
+    @staticmethod
+    def seq_of(frame: bytes) -> int:
+        """The seq of one of the log's price frames, read from its id line."""
+        start = frame.index(b"\nid: ") + 5
+        return int(frame[start:frame.index(b"\n", start)].rpartition(b"-")[2])
+
     def parse_id(self, text: str | None) -> int | None:
         """The seq named by a ``Last-Event-ID`` of this epoch, else ``None`` (treat as absent)."""
         if not text or self.epoch is None or len(text) > 64:

@@ -301,7 +301,7 @@ class Fanout:
         the groups lost track of the log."""
         for group in self.subscriptions.groups.values():
             for stream, mark in group.in_step.items():
-                stream.cursor = group.position(mark, self._indexed)
+                stream.cursor = group.position(mark, self._indexed, self.log.seq_of)
                 stream.generation = group.generation
                 self._attention[stream] = None
             group.in_step.clear()
@@ -340,30 +340,23 @@ class Fanout:
         for stream in list(self._attention):
             self._tend(stream, now, tally)
         self.subscriptions.begin_pass(now)
+        # The feed reader runs every _GIVE_WAY_S of writes (``_serve``), even in the middle
+        # of a group, so what came meanwhile goes to the streams not yet reached.
         self._give_way, self._slice_start = give_way, self.clock()
         for group in self.subscriptions.due():
             self._serve(group, now, tally)
-            self._turn()
         self._give_way = None
         for stream in self._quiet.due(now - self.heartbeat_s):
             if stream.pending is not None:
                 continue  # its remainder speaks for it; the stall check ends it if need be
             group = stream.group
             mark = group.in_step.get(stream)
-            cursor = stream.cursor if mark is None else group.position(mark, self._indexed)
+            cursor = (stream.cursor if mark is None
+                      else group.position(mark, self._indexed, self.log.seq_of))
             tally.sent += self._send_body(
                 stream, sse.encode(comment="heartbeat", id=log.event_id(cursor)), now)
             tally.writes += 1
         tally.count()
-
-    def _turn(self) -> bool:
-        """Let the feed reader run if the sweeper has had the loop for ``_GIVE_WAY_S``;
-        whether it did (it may have added frames, to groups being served too)."""
-        if self._give_way is None or self.clock() - self._slice_start < _GIVE_WAY_S:
-            return False
-        self._give_way()
-        self._slice_start = self.clock()
-        return True
 
     def _serve(self, group: Group, now: float, tally: _Tally) -> None:
         """Write each stream in step with a group the frames from its mark to the end, as
@@ -371,18 +364,20 @@ class Fanout:
         if group.period:
             group.release(now)
             self.subscriptions.after_take(group)
-        in_step = group.in_step
-        low = end = group.end
-        bodies: dict[int, tuple[bytes, bytes, int]] = {}
+        in_step, frames, base = group.in_step, group.frames, group.base
+        low = end = base + len(frames)
+        made = -1  # the mark the body was joined for: streams come in runs of one mark
         sent = written = events = 0
-        for stream, start in list(in_step.items()):
-            if start >= end or stream.group is not group:
+        give_way, clock = self._give_way, self.clock
+        # The streams alone are copied: a (stream, mark) pair each would be thousands of
+        # objects alive for a whole pass, and the collector's full sweeps follow those.
+        for stream in list(in_step):
+            start = in_step.get(stream, end)
+            if start >= end:
                 continue  # has every frame (it came after a tick), or ended meanwhile
-            shared = bodies.get(start)
-            if shared is None:
-                body, count = group.body(start, end)
-                shared = bodies[start] = (body, writes.chunk(body), count)
-            body, chunk, count = shared
+            if start != made:
+                body = b"".join(frames[start - base:end - base])
+                chunk, count, made = writes.chunk(body), end - start, start
             sent += self._send(stream, chunk if stream.chunked else body, now)
             written += 1
             events += count
@@ -393,16 +388,24 @@ class Fanout:
                 # It did not take the whole write: it drains and catches up on its own,
                 # and is paced if the rest is still not taken at the next look.
                 del in_step[stream]
-                stream.cursor = group.position(end, self._indexed)
+                stream.cursor = group.position(end, self._indexed, self.log.seq_of)
                 stream.generation = group.generation
                 self._attention[stream] = None
-            if self._turn() and group.end > end:
-                end = group.end  # ticks came meanwhile: the streams not yet reached get them
-                bodies.clear()
+            if give_way is not None and clock() - self._slice_start >= _GIVE_WAY_S:
+                give_way()  # the feed reader's turn (see sweep)
+                self._slice_start = clock()
+                if base + len(frames) > end:
+                    end, made = base + len(frames), -1  # ticks came: the rest get them too
         tally.sent += sent
         tally.writes += written
         tally.events += events
-        group.trim(low)
+        if base + len(frames) == low:
+            frames.clear()  # every stream has every frame: the usual end
+            group.base = low
+        else:
+            group.trim(low)
+            if group.frames:
+                self.subscriptions.again(group)  # its first streams are owed what came since
 
     def _tend(self, stream: Stream, now: float, tally: _Tally) -> None:
         """Bring one stream up to its group: drain, catch up or snapshot, then join it."""
@@ -418,7 +421,7 @@ class Fanout:
             if group.period:
                 group.sent_all(now)  # what this stream gets now is each symbol's latest
         # Where a stream marked at the group's end is: what this one catches up to.
-        until = group.position(group.end, self._indexed)
+        until = group.position(group.end, self._indexed, self.log.seq_of)
         reason, count = _out_of_step(log, stream, self._generation), 0
         snapshot = None
         if reason is None:

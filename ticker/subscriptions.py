@@ -31,7 +31,7 @@ import heapq
 import itertools
 import math
 from collections import OrderedDict
-from collections.abc import Hashable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 
 __all__ = ["Group", "Quiet", "Subscriptions"]
 
@@ -42,15 +42,15 @@ Key = tuple[Symbols, float | None]  # ...and its rate: updates a second per symb
 class Group:
     """The streams of one subscription, and the frames some of them are still owed.
 
-    The group's frames form a short log of its own: ``frames[i]`` (of tick ``seqs[i]``)
-    is frame number ``base + i``. Each stream in step holds a *mark*, the number of the
+    The group's frames form a short log of its own: ``frames[i]`` is frame number
+    ``base + i``. Each stream in step holds a *mark*, the number of the
     first frame it has not been sent, so streams reached at different moments of a pass
     may hold different marks: the sweeper writes each the frames from its mark to the
     end as they are when it gets there. Frames every stream has are trimmed.
     """
 
-    __slots__ = ("key", "symbols", "period", "generation", "frames", "seqs", "base", "held",
-                 "sent_at", "sent_all_at", "in_step", "size", "served", "queued", "wake_at")
+    __slots__ = ("key", "symbols", "period", "generation", "frames", "base", "held",
+                 "sent_at", "sent_all_at", "in_step", "size", "served", "wake_at")
 
     def __init__(self, key: Key, generation: int) -> None:
         self.key = key
@@ -58,7 +58,6 @@ class Group:
         self.period = 1.0 / rate if rate else 0.0  # 0: every tick
         self.generation = generation
         self.frames: list[bytes] = []  # frame number base + i, in seq order
-        self.seqs: list[int] = []  # the tick of each
         self.base = 0
         # rate: the latest frame of each symbol (its seq), and the seq of the first frame
         # of that symbol held since the last one went out
@@ -68,7 +67,6 @@ class Group:
         self.in_step: dict[Hashable, int] = {}  # streams that take the shared frames: marks
         self.size = 0  # streams of this subscription, in step or not
         self.served = -1  # the pass that last served it
-        self.queued = False  # waiting in the queue of dirty groups
         self.wake_at = math.inf  # rate: when a timer will wake it
 
     @property
@@ -76,15 +74,13 @@ class Group:
         """The number of the next frame: a stream marked here has every one."""
         return self.base + len(self.frames)
 
-    def body(self, start: int, end: int) -> tuple[bytes, int]:
-        """Frames ``start`` to ``end`` (not included), joined, and how many."""
-        return b"".join(self.frames[start - self.base:end - self.base]), end - start
-
-    def position(self, mark: int, head: int) -> int:
-        """The seq up to which a stream marked at ``mark`` has every frame of its own
-        (``head``: the last tick the groups were given), where a resume would start."""
+    def position(self, mark: int, head: int, seq_of: Callable[[bytes], int]) -> int:
+        """The seq up to which a stream marked at ``mark`` has every frame of its own,
+        where a resume would start. ``head``: the last tick the groups were given;
+        ``seq_of``: a frame's seq (read from the frame, rarely: the frames owed are
+        kept as bytes alone, since a seq beside each would cost every tick an append)."""
         if mark < self.end:
-            return self.seqs[mark - self.base] - 1
+            return seq_of(self.frames[mark - self.base]) - 1
         if self.held:
             # Up to just before the first frame held and not yet let out (a rate
             # group's streams have the latest of every symbol up to there).
@@ -95,11 +91,9 @@ class Group:
         """Every stream in step is marked at ``mark`` or later: forget the frames before."""
         if mark >= self.end:
             self.frames.clear()
-            self.seqs.clear()
             self.base = mark
         elif mark > self.base:
             del self.frames[:mark - self.base]
-            del self.seqs[:mark - self.base]
             self.base = mark
 
     def release(self, now: float) -> None:
@@ -109,11 +103,10 @@ class Group:
             (seq, symbol, frame) for symbol, (seq, frame, _) in self.held.items()
             if self.due_at(symbol) <= now
         )
-        for seq, symbol, frame in ready:
+        for _, symbol, frame in ready:
             del self.held[symbol]
             self.sent_at[symbol] = now
             self.frames.append(frame)
-            self.seqs.append(seq)
 
     def due_at(self, symbol: str) -> float:
         """When the next frame of ``symbol`` may go (rate groups)."""
@@ -138,13 +131,44 @@ class Group:
         self.generation = generation
 
 
+class _Index:
+    """Groups by the symbols they want: a tick finds its groups without looking at others."""
+
+    __slots__ = ("by_symbol", "every")
+
+    def __init__(self) -> None:
+        self.by_symbol: dict[str, list[Group]] = {}
+        self.every: list[Group] = []  # the groups of every symbol
+
+    def __bool__(self) -> bool:
+        return bool(self.by_symbol or self.every)
+
+    def put(self, group: Group) -> None:
+        if group.symbols is None:
+            self.every.append(group)
+            return
+        for symbol in group.symbols:
+            self.by_symbol.setdefault(symbol, []).append(group)
+
+    def drop(self, group: Group) -> None:
+        if group.symbols is None:
+            self.every.remove(group)
+            return
+        for symbol in group.symbols:
+            wanting = self.by_symbol[symbol]
+            wanting.remove(group)
+            if not wanting:
+                del self.by_symbol[symbol]
+
+
 class Subscriptions:
     """Every group, the index from symbol to groups, and the queue of dirty groups."""
 
     def __init__(self) -> None:
         self.groups: dict[Key, Group] = {}
-        self._by_symbol: dict[str, list[Group]] = {}
-        self._every: list[Group] = []  # the groups of every symbol (one per rate)
+        # Apart, so that a tick's way to the groups of every tick asks nothing of each.
+        self._every_tick = _Index()
+        self._rated = _Index()
         self._dirty: OrderedDict[Group, None] = OrderedDict()
         self._next: OrderedDict[Group, None] = OrderedDict()
         self._timers: list[tuple[float, int, Group]] = []  # rate groups holding frames
@@ -156,11 +180,7 @@ class Subscriptions:
         group = self.groups.get(key)
         if group is None:
             group = self.groups[key] = Group(key, generation)
-            if group.symbols is None:
-                self._every.append(group)
-            else:
-                for symbol in group.symbols:
-                    self._by_symbol.setdefault(symbol, []).append(group)
+            (self._rated if group.period else self._every_tick).put(group)
         group.size += 1
         return group
 
@@ -172,29 +192,24 @@ class Subscriptions:
         del self.groups[group.key]
         self._dirty.pop(group, None)
         self._next.pop(group, None)
-        if group.symbols is None:
-            self._every.remove(group)
-            return
-        for symbol in group.symbols:
-            wanting = self._by_symbol[symbol]
-            wanting.remove(group)
-            if not wanting:
-                del self._by_symbol[symbol]
+        (self._rated if group.period else self._every_tick).drop(group)
 
     def add(self, entries: Iterable[tuple[int, str, bytes]], now: float = 0.0) -> None:
         """New ticks ``(seq, symbol, frame)``, in order: each goes to the groups that want
         it (at ``now``, for the groups with a rate)."""
-        by_symbol, every, mark = self._by_symbol, self._every, self._mark
+        by_symbol, every, mark = self._every_tick.by_symbol, self._every_tick.every, self._mark
+        rated = self._rated
         for seq, symbol, frame in entries:
             for groups in (by_symbol.get(symbol, ()), every):
                 for group in groups:
-                    if group.period:
+                    frames = group.frames
+                    if not frames:
+                        mark(group)  # queued with its first frame
+                    frames.append(frame)
+            if rated:
+                for groups in (rated.by_symbol.get(symbol, ()), rated.every):
+                    for group in groups:
                         self._hold(group, seq, symbol, frame, now)
-                        continue
-                    group.frames.append(frame)
-                    group.seqs.append(seq)
-                    if not group.queued:
-                        mark(group)
 
     def _hold(self, group: Group, seq: int, symbol: str, frame: bytes, now: float) -> None:
         """A rate group keeps the latest frame of each symbol, due once its period is up."""
@@ -202,8 +217,7 @@ class Subscriptions:
         group.held[symbol] = (seq, frame, seq if held is None else held[2])
         due = group.due_at(symbol)
         if due <= now:
-            if not group.queued:
-                self._mark(group)
+            self._mark(group)
         else:
             self._wake_at(group, due)
 
@@ -218,8 +232,12 @@ class Subscriptions:
         if when is not None:
             self._wake_at(group, when)
 
+    def again(self, group: Group) -> None:
+        """A group just served still owes its first streams what came while the others
+        were written: it is due in the next pass."""
+        self._mark(group)
+
     def _mark(self, group: Group) -> None:
-        group.queued = True
         if group.served == self._pass:
             self._next[group] = None
         else:
@@ -229,7 +247,6 @@ class Subscriptions:
         """The feed started over, or the sweeper lost track: nothing is owed by any group."""
         for group in self.groups.values():
             group.reset(generation)
-            group.queued = False
             group.wake_at = math.inf
         self._dirty.clear()
         self._next.clear()
@@ -247,8 +264,8 @@ class Subscriptions:
             when, _, group = heapq.heappop(timers)
             if when == group.wake_at:
                 group.wake_at = math.inf
-            if group.size and group.held and not group.queued:
-                self._mark(group)
+            if group.size and group.held:
+                self._dirty[group] = None
 
     def next_timer(self) -> float | None:
         """When the first held frame of any rate group may go."""
@@ -263,7 +280,6 @@ class Subscriptions:
         while self._dirty:
             group, _ = self._dirty.popitem(last=False)
             group.served = self._pass
-            group.queued = False
             yield group
 
     @property
