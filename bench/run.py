@@ -91,7 +91,7 @@ def measure(kind: str, work: Workload, tmp: Path, *, seed: int, warmup: float,
             marks[edge] = (time.monotonic(), procs.cpu_seconds(pid),
                            procs.runqueue_seconds(pid), procs.loadavg())
             if kind == "ticker":
-                passes[edge] = _pass_buckets(server)
+                passes[edge] = pass_buckets(server)
             if edge == "start" and profile is not None:
                 profiler = Profiler(pid, profile, work.window, cpu=1)
 
@@ -112,7 +112,7 @@ def measure(kind: str, work: Workload, tmp: Path, *, seed: int, warmup: float,
     cpu = cpu1 - cpu0
     result.update(
         kind=kind, workload=work.name, rate=work.rate, seed=seed, revision=revision,
-        pass_ms=_pass_ms(passes.get("start"), passes.get("end")),
+        pass_ms=pass_quantiles(passes.get("start"), passes.get("end")),
         server_tracebacks=errors, profile=str(profiled) if profiled else None,
         # The machine's 1-minute load average as the window began and ended: it is shared.
         loadavg_start=load0, loadavg_end=load1,
@@ -127,7 +127,7 @@ def measure(kind: str, work: Workload, tmp: Path, *, seed: int, warmup: float,
     return result
 
 
-def _pass_buckets(server: procs.Server) -> dict[float, float] | None:
+def pass_buckets(server: procs.Server) -> dict[float, float] | None:
     """ticker's ``ticker_pass_seconds`` histogram now: upper bound to cumulative count."""
     try:
         text = server.get("/metrics", timeout=10)[1].decode()
@@ -141,7 +141,7 @@ def _pass_buckets(server: procs.Server) -> dict[float, float] | None:
     return buckets
 
 
-def _pass_ms(start: dict | None, end: dict | None) -> dict:
+def pass_quantiles(start: dict | None, end: dict | None) -> dict:
     """p50 and p99 of the sweep passes in the window, from the histogram's buckets (linear
     within a bucket, as Prometheus' ``histogram_quantile``), in milliseconds."""
     if not start or not end:
