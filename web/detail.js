@@ -56,7 +56,11 @@ export class DetailView {
         this.open(company(event.target.dataset.symbol));
       }
     });
-    dialog.addEventListener("close", () => this.closed());
+    // The close event comes a task after the dialog closed and the focus went back to its
+    // row: an Enter in between has opened it again, and that is not this one's end.
+    dialog.addEventListener("close", () => {
+      if (!dialog.open) this.closed();
+    });
     new ResizeObserver(() => this.changed()).observe(this.svg);
   }
 
