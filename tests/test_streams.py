@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.servers import serving_worker
+from tests.servers import run_gunicorn, serving_worker
 from tests.sse_client import SSEClient
 
 
@@ -57,6 +57,25 @@ def test_snapshot_then_live_prices_for_the_subscribed_symbols_only(server):
         assert [e.json()["seq"] for e in events] == ids
         snapshot_seq = int(first.id.rsplit("-", 1)[1])
         assert ids[0] > snapshot_seq
+
+
+def test_a_stream_that_ends_is_in_the_access_log_with_its_request(market, tmp_path):
+    """A stream lets its request's environ go but for what the access log reads."""
+    with run_gunicorn(tmp_path, market.feed, workers=1,
+                      args=("--access-logfile", "-")) as server:
+        chosen = ",".join(symbols_of(server, 2))
+        path = f"/stream?symbols={chosen}"
+        headers = {"User-Agent": "ticker-test/1", "Referer": "http://127.0.0.1/page"}
+        with SSEClient(server.url, path, headers=headers) as client:
+            client.read_until(lambda e: len(prices(client.events)) >= 2, timeout=15)
+        deadline = time.monotonic() + 10
+        while f'"GET {path} HTTP/1.1" 200' not in server.output():
+            assert time.monotonic() < deadline, server.output()[-2000:]
+            time.sleep(0.1)
+        [line] = [ln for ln in server.output().splitlines() if f"GET {path} " in ln]
+        assert line.startswith("127.0.0.1 ")
+        assert '"http://127.0.0.1/page" "ticker-test/1"' in line
+        assert "Traceback" not in server.output()
 
 
 def test_one_symbol_route(server):
