@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import random
 
 import gevent
 import pytest
@@ -183,6 +184,37 @@ def test_a_tick_that_comes_while_a_group_is_written_goes_to_its_streams_not_yet_
     clock.now += HEARTBEAT_S
     fanout.sweep(clock.now)
     assert {c.parser.last_event_id for c in clients} == {"ep1-2"}
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_every_stream_gets_exactly_its_ticks_whatever_comes_during_a_pass(seed, log):
+    rng = random.Random(seed)
+    clock = Ticking()
+    fanout = Fanout(log, max_streams=20, max_streams_per_client=20, heartbeat_s=HEARTBEAT_S,
+                    retry_ms=2000, flush_ms=2, stall_s=STALL_S, catch_up_bytes=64 * 1024,
+                    clock=clock)
+    keys = [None, frozenset({"AAA"}), frozenset({"AAA", "BBB"}), frozenset({"CCC"})]
+    clients = [Client(fanout, key=rng.choice(keys), client=f"10.0.4.{n}") for n in range(12)]
+
+    def feed_reader() -> None:  # ticks come while the sweeper writes, now and then
+        tick(log, rng.choice([0, 0, 1, 3]))
+        fanout.wake()
+
+    for _ in range(40):
+        tick(log, rng.randrange(4))
+        fanout.wake()
+        fanout.sweep(clock.now, give_way=feed_reader)
+        for client in clients:  # readers that keep up
+            client.read()
+    for _ in range(2):  # the market stops: what is owed goes
+        fanout.sweep(clock.now)
+    assert not fanout._attention, "every stream in step with its group"
+    symbols = ("AAA", "BBB", "CCC")
+    for client in clients:
+        key = client.stream.key
+        owed = [seq for seq in range(1, log.head + 1)
+                if key is None or symbols[seq % 3] in key]
+        assert client.prices() == owed
 
 
 def test_a_quiet_stream_gets_a_heartbeat_with_the_head_id(fanout, log, clock):
