@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import feed_path, run, slow
+from bench import feed_path, latency, run, slow
 from bench.framing import ResponseReader, items
 from bench.profile import summary
 
@@ -48,6 +48,33 @@ def test_a_small_run_counts_every_event_and_checks_out(kind, symbols, tmp_path: 
     assert result["latency_ms"]["p50"] is not None
     assert result["server_cpu_s"] >= 0
     assert result["loadavg_start"] >= 0
+
+
+@pytest.fixture(scope="module")
+def reader(tmp_path_factory) -> Path:
+    return latency.build(tmp_path_factory.mktemp("reader"))
+
+
+@pytest.mark.parametrize(("kind", "symbols"), [
+    ("ticker", None), ("ceiling", None), ("ticker", 3), ("ceiling", 3)])
+def test_the_compiled_reader_counts_every_price_and_how_late(kind, symbols, reader,
+                                                            tmp_path: Path):
+    work = replace(run.WORKLOADS["L"], streams=10, window=2.0, rate=50, symbols=symbols)
+    result = latency.measure(kind, work, tmp_path, reader, seed=3, warmup=0.5)
+    assert result["opened"] == 10 and result["refused"] == result["dropped"] == 0
+    if symbols is None:  # every stream owed every tick (a few symbols trade more than others)
+        assert 0.8 * 10 * 50 <= result["events_per_s"] <= 1.2 * 10 * 50
+    else:
+        assert result["events_per_s"] > 0
+    assert 0 <= result["latency_ms"]["p50"] <= result["latency_ms"]["p99"] <= 1_000
+    assert (result["pass_ms"]["p50"] is not None) == (kind == "ticker")
+
+
+def test_the_reader_is_given_each_workloads_choice_of_symbols():
+    targets = latency.targets(replace(run.WORKLOADS["W"], streams=50, universe=300), seed=2)
+    assert len(targets) == 50 and len(set(targets)) == 50
+    assert all(t.startswith("/stream?symbols=") and t.count(",") == 19 for t in targets)
+    assert latency.targets(replace(run.WORKLOADS["B"], streams=3), seed=2) == ["/stream"] * 3
 
 
 def test_the_profile_summary_ranks_functions_by_their_own_samples():

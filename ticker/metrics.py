@@ -57,7 +57,7 @@ STREAMS_DROPPED = Counter(
 PASS_SECONDS = Histogram(
     "ticker_pass_seconds",
     "how long a sweep pass took, the feed's turns in it included: a tick waits in a worker "
-    "for about one pass, two at most.",
+    "for at most about one pass (from just after the sweeper wrote its stream to the next time).",
     buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.08, 0.1, 0.125, 0.15,
              0.2, 0.25, 0.3, 0.4, 0.5, 1.0, 2.0, 5.0),
 )
