@@ -203,6 +203,7 @@ class Fanout:
         if stream.sock.family in (socket.AF_INET, socket.AF_INET6):
             stream.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         stream.group = self.subscriptions.join((stream.key, stream.rate), self._generation)
+        stream.key = stream.group.symbols  # the same set, shared by every stream of the group
         self._attention[stream] = None  # it catches up to its group on its own first
         self._quiet.touch(stream, self.clock())
         self._wake.set()

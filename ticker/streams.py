@@ -111,6 +111,9 @@ def _body(
         yield b""
         # gunicorn has sent the headers, and chose the framing: the sweeper follows it.
         fanout.arm(stream, chunked=bool(getattr(server_response, "chunked", False)))
+        # What the stream waits with from now on is all that a stream costs: its own set of
+        # symbols goes (its group's is shared), and so does most of the environ.
+        del key
         _keep_logged(environ)
         fanout.wait(stream)
     finally:
