@@ -175,7 +175,7 @@ def test_a_held_frame_is_never_held_longer_than_a_period():
     assert due(subs) == [(frozenset({"A", "B"}), 1.0)]
     assert release(group, 0.3) == (b"B2;", 1)
     assert group.position(group.end, 3, seq_of) == 2, "a resume from here replays the held A"
-    subs.after_take(group)
+    subs.after_release(group)
     assert subs.next_timer() == 1.0
 
 

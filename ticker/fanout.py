@@ -364,7 +364,7 @@ class Fanout:
         they are when the sweeper gets to it; streams with the same mark share one body."""
         if group.period:
             group.release(now)
-            self.subscriptions.after_take(group)
+            self.subscriptions.after_release(group)
         in_step, frames, base = group.in_step, group.frames, group.base
         low = end = base + len(frames)
         made = -1  # the mark the body was joined for: streams come in runs of one mark

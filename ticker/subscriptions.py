@@ -226,7 +226,7 @@ class Subscriptions:
             group.wake_at = when
             heapq.heappush(self._timers, (when, next(self._order), group))
 
-    def after_take(self, group: Group) -> None:
+    def after_release(self, group: Group) -> None:
         """A rate group that still holds frames is woken when the first may go."""
         when = group.next_at()
         if when is not None:
