@@ -32,8 +32,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from bench import procs
-from bench.profile import Profiler
-from bench.run import RESULTS, WORKLOADS, Workload, pass_buckets, pass_quantiles
+from bench.run import RESULTS, WORKLOADS, Window, Workload
 from simulator import universe
 
 __all__ = ["build", "measure", "targets"]
@@ -76,34 +75,22 @@ def measure(kind: str, work: Workload, tmp: Path, reader: Path, *, seed: int,
     paths.write_text("\n".join(targets(work, seed)) + "\n")
     with procs.market(tmp, symbols=work.universe, rate=work.rate, seed=seed, cpu=1) as market, \
             procs.server(kind, tmp, market.feed, streams=work.streams, cpu=0) as server:
-        pid = server.workers[0]
-        marks, passes, profiler = {}, {}, None
+        window = Window(kind, server, server.workers[0], work.window, profile)
         command = procs.pinned(1, [str(reader), "127.0.0.1", str(server.port), str(paths),
                                    str(warmup), str(work.window), "500"])
         with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as proc:
             for line in proc.stdout:
                 edge = line.strip()
                 if edge in ("start", "end"):
-                    marks[edge] = (time.monotonic(), procs.cpu_seconds(pid),
-                                   procs.runqueue_seconds(pid), procs.loadavg())
-                    if kind == "ticker":
-                        passes[edge] = pass_buckets(server)
-                    if edge == "start" and profile is not None:
-                        profiler = Profiler(pid, profile, work.window, cpu=1)
+                    window(edge)
                 elif edge.startswith("{"):
                     result = json.loads(edge)
-        profiled = profiler.finish() if profiler else None
-        if proc.returncode or len(marks) != 2:
+        profiled = window.finish()
+        if proc.returncode or not window.measured:
             raise RuntimeError(f"the reader failed (exit {proc.returncode})")
-    (t0, cpu0, queued0, load0), (t1, cpu1, queued1, _) = marks["start"], marks["end"]
-    cpu = cpu1 - cpu0
     result.update(
         kind=kind, workload=work.name, seed=seed, revision=procs.revision(),
-        profile=str(profiled) if profiled else None,
-        pass_ms=pass_quantiles(passes.get("start"), passes.get("end")),
-        loadavg_start=load0, server_core=cpu / (t1 - t0),
-        server_starved=(queued1 - queued0) / (t1 - t0),
-        server_cpu_us_per_event=cpu / result["events"] * 1e6 if result["events"] else None,
+        profile=str(profiled) if profiled else None, **window.figures(result["events"]),
     )
     return result
 

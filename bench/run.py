@@ -29,7 +29,7 @@ from bench import procs
 from bench.loadgen import LoadGen
 from bench.profile import Profiler
 
-__all__ = ["WORKLOADS", "Workload", "main", "measure"]
+__all__ = ["WORKLOADS", "Window", "Workload", "main", "measure"]
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -76,30 +76,17 @@ def measure(kind: str, work: Workload, tmp: Path, *, seed: int, warmup: float,
     ticker runs from.
     """
     revision = procs.revision(root if kind == "ticker" else procs.ROOT)
-    profiler = None
     with procs.market(tmp, symbols=work.universe, rate=work.rate, seed=seed, cpu=1) as market, \
             procs.server(kind, tmp, market.feed, streams=work.streams, cpu=0,
                          root=root) as server:
         pid = server.workers[0]
         idle_kb = procs.memory_kb(pid, "VmRSS")
-        marks: dict[str, tuple[float, float]] = {}
-
-        passes: dict[str, dict[float, float]] = {}
-
-        def on_window(edge: str) -> None:
-            nonlocal profiler
-            marks[edge] = (time.monotonic(), procs.cpu_seconds(pid),
-                           procs.runqueue_seconds(pid), procs.loadavg())
-            if kind == "ticker":
-                passes[edge] = pass_buckets(server)
-            if edge == "start" and profile is not None:
-                profiler = Profiler(pid, profile, work.window, cpu=1)
-
+        window = Window(kind, server, pid, work.window, profile)
         generator = LoadGen("127.0.0.1", server.port, streams=work.streams,
                             symbols=work.symbols, seed=seed, log=log,
                             tape=market.feed.removeprefix("unix:"))
         result = generator.run(warmup=warmup, window=work.window, stop_market=market.stop,
-                               settle=15.0, on_window=on_window)
+                               settle=15.0, on_window=window)
         peak_kb = procs.memory_kb(pid, "VmHWM")
         errors = server.log.read_text(errors="replace").count("Traceback")
         if kind == "ticker":
@@ -107,27 +94,64 @@ def measure(kind: str, work: Workload, tmp: Path, *, seed: int, warmup: float,
                 result["server_metrics"] = _metrics(server.get("/metrics", timeout=30)[1])
             except OSError:  # a worker too busy to answer is a figure missing, not a failure
                 result["server_metrics"] = None
-        profiled = profiler.finish() if profiler else None
-    (t0, cpu0, queued0, load0), (t1, cpu1, queued1, load1) = marks["start"], marks["end"]
-    cpu = cpu1 - cpu0
+        profiled = window.finish()
     result.update(
         kind=kind, workload=work.name, rate=work.rate, seed=seed, revision=revision,
-        pass_ms=pass_quantiles(passes.get("start"), passes.get("end")),
         server_tracebacks=errors, profile=str(profiled) if profiled else None,
-        # The machine's 1-minute load average as the window began and ended: it is shared.
-        loadavg_start=load0, loadavg_end=load1,
-        server_cpu_s=cpu, server_core=cpu / (t1 - t0),
-        server_starved=(queued1 - queued0) / (t1 - t0),
-        server_cpu_us_per_event=cpu / result["events"] * 1e6 if result["events"] else None,
-        # What one core would deliver at this batching, were it not shared.
-        events_per_cpu_s=result["events"] / cpu if cpu else None,
+        **window.figures(result["events"]),
         server_idle_kb=idle_kb, server_peak_kb=peak_kb,
         server_kb_per_stream=(peak_kb - idle_kb) / max(1, result["opened"] + 1),
     )
     return result
 
 
-def pass_buckets(server: procs.Server) -> dict[float, float] | None:
+class Window:
+    """The server as a measured window begins and ends (called with "start" and "end"):
+    its CPU, its wait for a CPU, the machine's load and ticker's passes; with ``profile``,
+    ``py-spy record`` of it during the window (from CPU 1, beside the load)."""
+
+    def __init__(self, kind: str, server: procs.Server, pid: int, seconds: float,
+                 profile: Path | None = None) -> None:
+        self.kind, self.server, self.pid = kind, server, pid
+        self.seconds, self.profile = seconds, profile
+        self.marks: dict[str, tuple[float, float, float, float]] = {}
+        self.passes: dict[str, dict[float, float] | None] = {}
+        self.profiler: Profiler | None = None
+
+    def __call__(self, edge: str) -> None:
+        self.marks[edge] = (time.monotonic(), procs.cpu_seconds(self.pid),
+                            procs.runqueue_seconds(self.pid), procs.loadavg())
+        if self.kind == "ticker":
+            self.passes[edge] = _pass_buckets(self.server)
+        if edge == "start" and self.profile is not None:
+            self.profiler = Profiler(self.pid, self.profile, self.seconds, cpu=1)
+
+    @property
+    def measured(self) -> bool:
+        return len(self.marks) == 2
+
+    def finish(self) -> Path | None:
+        """The profile, once written (None without one, or if py-spy failed)."""
+        return self.profiler.finish() if self.profiler else None
+
+    def figures(self, events: int) -> dict:
+        """The server's own figures over the window, ``events`` delivered in it."""
+        (t0, cpu0, queued0, load0), (t1, cpu1, queued1, load1) = (
+            self.marks["start"], self.marks["end"])
+        cpu = cpu1 - cpu0
+        return dict(
+            pass_ms=_pass_quantiles(self.passes.get("start"), self.passes.get("end")),
+            # The machine's 1-minute load average as the window began and ended: it is shared.
+            loadavg_start=load0, loadavg_end=load1,
+            server_cpu_s=cpu, server_core=cpu / (t1 - t0),
+            server_starved=(queued1 - queued0) / (t1 - t0),
+            server_cpu_us_per_event=cpu / events * 1e6 if events else None,
+            # What one core would deliver at this batching, were it not shared.
+            events_per_cpu_s=events / cpu if cpu else None,
+        )
+
+
+def _pass_buckets(server: procs.Server) -> dict[float, float] | None:
     """ticker's ``ticker_pass_seconds`` histogram now: upper bound to cumulative count."""
     try:
         text = server.get("/metrics", timeout=10)[1].decode()
@@ -141,7 +165,7 @@ def pass_buckets(server: procs.Server) -> dict[float, float] | None:
     return buckets
 
 
-def pass_quantiles(start: dict | None, end: dict | None) -> dict:
+def _pass_quantiles(start: dict | None, end: dict | None) -> dict:
     """p50 and p99 of the sweep passes in the window, from the histogram's buckets (linear
     within a bucket, as Prometheus' ``histogram_quantile``), in milliseconds."""
     if not start or not end:
