@@ -32,7 +32,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from bench import procs
-from bench.run import RESULTS, WORKLOADS, Window, Workload
+from bench.run import RESULTS, WORKLOADS, Window, Workload, parsed, workload_options
 from simulator import universe
 
 __all__ = ["build", "measure", "targets"]
@@ -135,16 +135,8 @@ def table(rows: list[tuple[Workload, dict[str, list[dict]]]]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workloads", default="B,X", metavar="B,X,S,W")
-    parser.add_argument("--runs", type=int, default=3, help="the median of these is reported")
-    parser.add_argument("--warmup", type=float, default=2.0, help="seconds after the ramp")
-    parser.add_argument("--window", type=float, help="seconds measured (default: per workload)")
-    parser.add_argument("--profile", action="store_true",
-                        help="py-spy record each server's worker during the first run's window")
-    args = parser.parse_args(argv)
-    unknown = set(args.workloads.split(",")) - set(WORKLOADS)
-    if unknown:
-        parser.error(f"unknown workloads: {', '.join(sorted(unknown))}")
+    workload_options(parser, "B,X")
+    args = parsed(parser, argv)
     procs.exit_on_sigterm()
     if len(os.sched_getaffinity(0)) > 1:
         os.sched_setaffinity(0, {1})

@@ -29,7 +29,7 @@ from bench import procs
 from bench.loadgen import LoadGen
 from bench.profile import Profiler
 
-__all__ = ["WORKLOADS", "Window", "Workload", "main", "measure"]
+__all__ = ["WORKLOADS", "Window", "Workload", "main", "measure", "parsed", "workload_options"]
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -296,24 +296,34 @@ def table(rows: list[tuple[Workload, dict, dict]]) -> str:
     return "\n".join(lines)
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workloads", default=",".join(WORKLOADS), metavar="L,B,X,S,H,W")
+def workload_options(parser: argparse.ArgumentParser, default: str) -> None:
+    """The options of every runner of workloads: which, how many runs, how long, py-spy."""
+    parser.add_argument("--workloads", default=default, metavar="L,B,X,S,H,W")
     parser.add_argument("--runs", type=int, default=3, help="the median of these is reported")
     parser.add_argument("--window", type=float, help="seconds measured (default: per workload)")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds after the ramp")
-    parser.add_argument("--rate", type=float,
-                        help="the market's ticks/s (default: per workload; a machine too busy "
-                             "for a workload's market can still run it slower)")
-    parser.add_argument("--quick", action="store_true",
-                        help="tiny sizes and a short window: checks the tools, measures nothing")
     parser.add_argument("--profile", action="store_true",
                         help="py-spy record each server's worker during the first run's window")
+
+
+def parsed(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """The arguments, with ``--workloads`` checked against the workloads there are."""
     args = parser.parse_args(argv)
     unknown = set(args.workloads.split(",")) - set(WORKLOADS)
     if unknown:
         parser.error(f"unknown workloads: {', '.join(sorted(unknown))}")
     return args
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    workload_options(parser, ",".join(WORKLOADS))
+    parser.add_argument("--rate", type=float,
+                        help="the market's ticks/s (default: per workload; a machine too busy "
+                             "for a workload's market can still run it slower)")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny sizes and a short window: checks the tools, measures nothing")
+    return parsed(parser, argv)
 
 
 def main(argv: list[str] | None = None) -> dict:
