@@ -90,7 +90,7 @@ class Stream:
 
     def __init__(self, sock: socket.socket, client: str, key: frozenset[str] | None,
                  rate: float | None = None) -> None:
-        self.sock = sock
+        self.sock = sock  # what the sweeper writes to: ``writes.nonblocking`` once armed
         self.client = client
         self.key = key
         self.rate = rate  # at most this many price events a second per symbol (None: all)
@@ -151,7 +151,7 @@ class Fanout:
         self._feed_up = False
         self._wake = Event()
         self._give_way = None  # the sweeper's: lets the feed reader run (None in tests)
-        self._slice_start = 0.0  # when the feed reader last had a turn
+        self._slice_end = 0.0  # when the feed reader has its next turn
 
     # A stream's life ------------------------------------------------------------
 
@@ -191,9 +191,7 @@ class Fanout:
         if stream.ended:
             return
         stream.chunked = chunked
-        # Timeout zero makes send() non-blocking for plain and TLS sockets alike: it
-        # takes what the kernel (or the TLS layer) accepts now and never waits.
-        stream.sock.settimeout(0.0)
+        stream.sock = writes.nonblocking(stream.sock)
         # A small kernel buffer makes a reader that stopped visible within seconds
         # (the socket fills), instead of hiding it behind megabytes of autotuning.
         with contextlib.suppress(OSError):
@@ -239,8 +237,7 @@ class Fanout:
             stream.clean = True
             # gunicorn writes the closing chunk, and perhaps reads a next request, with
             # the blocking socket it handed over.
-            with contextlib.suppress(OSError):
-                stream.sock.settimeout(None)
+            writes.hand_back(stream.sock)
             gevent.get_hub().cancel_wait(stream.watcher, _Ended)
         else:
             writes.cut(stream.sock)
@@ -343,7 +340,7 @@ class Fanout:
         self.subscriptions.begin_pass(now)
         # The feed reader runs every _GIVE_WAY_S of writes (``_serve``), even in the middle
         # of a group, so what came meanwhile goes to the streams not yet reached.
-        self._give_way, self._slice_start = give_way, self.clock()
+        self._give_way, self._slice_end = give_way, self.clock() + _GIVE_WAY_S
         for group in self.subscriptions.due():
             self._serve(group, now, tally)
         self._give_way = None
@@ -392,9 +389,9 @@ class Fanout:
                 stream.cursor = group.position(end, self._indexed, self.log.seq_of)
                 stream.generation = group.generation
                 self._attention[stream] = None
-            if give_way is not None and clock() - self._slice_start >= _GIVE_WAY_S:
+            if give_way is not None and clock() >= self._slice_end:
                 give_way()  # the feed reader's turn (see sweep)
-                self._slice_start = clock()
+                self._slice_end = clock() + _GIVE_WAY_S
                 if base + len(frames) > end:
                     end, made = base + len(frames), -1  # ticks came: the rest get them too
         tally.sent += sent
