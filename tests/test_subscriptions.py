@@ -117,6 +117,44 @@ def test_a_group_is_served_once_a_pass_and_what_came_after_waits_for_the_next():
     assert not subs.pending
 
 
+@pytest.mark.parametrize("rate", [None, 1.0], ids=["every-tick", "rate"])
+@pytest.mark.parametrize(
+    ("during", "this_pass", "next_pass"),
+    [
+        ("B", ["A", "B"], []),  # B had the tick when it was served: nothing waits
+        ("A", ["A", "B"], ["A"]),  # A was served before it: the next pass
+        ("leave B", ["A"], []),  # its last stream left: B is not served at all
+    ],
+    ids=["queued-group-gets-more", "served-group-gets-more", "queued-group-forgotten"],
+)
+def test_what_happens_while_a_pass_serves_a_group_decides_what_is_served_when(
+        during, this_pass, next_pass, rate):
+    subs = Subscriptions()
+    a = subs.join((frozenset({"A"}), rate), 1)
+    b = subs.join((frozenset({"B"}), rate), 1)
+    subs.add(entries("A", "B"), now=0.0)
+    subs.begin_pass(0.0)
+    served = []
+    for group in subs.due():  # as the sweeper serves them
+        if group.period:
+            group.release(0.0)
+            subs.after_release(group)
+        low = group.end
+        served.append(sorted(group.symbols)[0])
+        if group is a:  # while A is written
+            if during == "leave B":
+                subs.leave(b)
+            else:
+                subs.add(entries(during, start=3), now=0.0)
+        group.trim(low)
+        if group.frames:
+            subs.again(group)
+    assert served == this_pass
+    subs.begin_pass(5.0)  # a rate group's period is over too
+    assert [sorted(key[0])[0] for key in serve(subs)] == next_pass
+    assert not subs.pending
+
+
 @pytest.mark.parametrize("streams", [1, 3])
 def test_a_group_lives_while_it_has_streams_and_its_index_goes_with_it(streams):
     subs = Subscriptions()

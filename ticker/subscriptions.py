@@ -30,7 +30,6 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
-from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Iterator
 
 __all__ = ["Group", "Quiet", "Subscriptions"]
@@ -169,8 +168,11 @@ class Subscriptions:
         # Apart, so that a tick's way to the groups of every tick asks nothing of each.
         self._every_tick = _Index()
         self._rated = _Index()
-        self._dirty: OrderedDict[Group, None] = OrderedDict()
-        self._next: OrderedDict[Group, None] = OrderedDict()
+        # Plain dicts, in the order groups became dirty; taken whole, a batch at a time
+        # (taking a dict's first key one by one is quadratic, and an ordered dict's
+        # popitem costs more than the whole batch's swap).
+        self._dirty: dict[Group, None] = {}
+        self._next: dict[Group, None] = {}
         self._timers: list[tuple[float, int, Group]] = []  # rate groups holding frames
         self._order = itertools.count()
         self._pass = 0
@@ -275,12 +277,17 @@ class Subscriptions:
         """The dirty groups of this pass, in the order they became so, each marked served.
 
         Groups that become dirty while this runs are yielded too, in turn, unless they were
-        served already in this pass.
+        served already in this pass: what came after a group was served is queued for
+        the next pass (``_mark``), so a group served after it was queued again here has
+        had it.
         """
         while self._dirty:
-            group, _ = self._dirty.popitem(last=False)
-            group.served = self._pass
-            yield group
+            batch, self._dirty = self._dirty, {}
+            for group in batch:
+                if group.served == self._pass or not group.size:
+                    continue  # served since it was queued, or forgotten (``leave``)
+                group.served = self._pass
+                yield group
 
     @property
     def pending(self) -> bool:
