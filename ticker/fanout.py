@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import socket
 import time
 from collections import Counter
@@ -340,7 +341,8 @@ class Fanout:
         self.subscriptions.begin_pass(now)
         # The feed reader runs every _GIVE_WAY_S of writes (``_serve``), even in the middle
         # of a group, so what came meanwhile goes to the streams not yet reached.
-        self._give_way, self._slice_end = give_way, self.clock() + _GIVE_WAY_S
+        self._give_way = give_way
+        self._slice_end = math.inf if give_way is None else self.clock() + _GIVE_WAY_S
         for group in self.subscriptions.due():
             self._serve(group, now, tally)
         self._give_way = None
@@ -366,7 +368,7 @@ class Fanout:
         low = end = base + len(frames)
         made = -1  # the mark the body was joined for: streams come in runs of one mark
         sent = written = events = 0
-        give_way, clock = self._give_way, self.clock
+        give_way, clock, slice_end = self._give_way, self.clock, self._slice_end
         # The streams alone are copied: a (stream, mark) pair each would be thousands of
         # objects alive for a whole pass, and the collector's full sweeps follow those.
         for stream in list(in_step):
@@ -389,11 +391,12 @@ class Fanout:
                 stream.cursor = group.position(end, self._indexed, self.log.seq_of)
                 stream.generation = group.generation
                 self._attention[stream] = None
-            if give_way is not None and clock() >= self._slice_end:
+            if clock() >= slice_end:
                 give_way()  # the feed reader's turn (see sweep)
-                self._slice_end = clock() + _GIVE_WAY_S
+                slice_end = clock() + _GIVE_WAY_S
                 if base + len(frames) > end:
                     end, made = base + len(frames), -1  # ticks came: the rest get them too
+        self._slice_end = slice_end
         tally.sent += sent
         tally.writes += written
         tally.events += events
@@ -489,18 +492,11 @@ class Fanout:
     def _send_body(self, stream: Stream, body: bytes, now: float) -> int:
         return self._send(stream, writes.chunk(body) if stream.chunked else body, now)
 
-    def _write(self, stream: Stream, data: bytes | memoryview) -> int:
-        """What the socket takes now, or -1 when the client is gone (the stream is ended)."""
-        try:
-            return writes.send(stream.sock, data)
-        except writes.Gone:
-            self.end(stream, "gone")
-            return -1
-
     def _send(self, stream: Stream, data: bytes, now: float) -> int:
         """Write what the socket takes now and keep the rest for the next sweep."""
-        written = self._write(stream, data)
+        written = writes.send(stream.sock, data)
         if written < 0:
+            self.end(stream, "gone")
             return 0
         self._quiet.touch(stream, now)
         if written < len(data):
@@ -511,8 +507,9 @@ class Fanout:
     def _drain(self, stream: Stream, now: float) -> bool:
         """Push out a stream's unsent remainder; True once it is all out."""
         pending = stream.pending
-        written = self._write(stream, pending)
+        written = writes.send(stream.sock, pending)
         if written < 0:
+            self.end(stream, "gone")
             return False
         if written == len(pending):
             stream.pending = None

@@ -22,13 +22,9 @@ import gevent.socket
 import gevent.ssl
 from gevent.select import select
 
-__all__ = ["Gone", "chunk", "cut", "hand_back", "nonblocking", "send", "unsent", "writable"]
+__all__ = ["chunk", "cut", "hand_back", "nonblocking", "send", "unsent", "writable"]
 
 _SLICE = 16 * 1024  # a TLS record's worth
-
-
-class Gone(OSError):
-    """The client is gone: the socket failed."""
 
 
 def chunk(body: bytes) -> bytes:
@@ -59,10 +55,8 @@ def send(sock: socket.socket, data: bytes | memoryview) -> int:
     TLS takes a buffer whole or not at all and must be offered the same one again, so a
     TLS socket gets slices of the same size from the same place until it is full: a slow
     reader then shows its progress, and a retry is always the same call. A plain socket
-    takes everything it can in one call. Returns the bytes written.
-
-    Raises:
-        Gone: the socket failed (the client left).
+    takes everything it can in one call. Returns the bytes written, or -1 when the
+    socket failed (the client left).
     """
     written = 0
     try:
@@ -75,8 +69,8 @@ def send(sock: socket.socket, data: bytes | memoryview) -> int:
             written += sent
     except BlockingIOError:
         pass
-    except OSError as exc:
-        raise Gone(str(exc)) from None
+    except OSError:
+        return -1  # the client is gone
     return written
 
 
