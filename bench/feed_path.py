@@ -7,6 +7,10 @@ to the log (``FeedReader.apply``: check, frame, append) and handing the frames t
 groups (``Subscriptions.add``). ``--general`` reads every line the general way (JSON
 decode, ``parse_quote``, JSON encode), as a worker reads a line in any other form.
 
+Besides, per stream: what catching up costs a watchlist that is a second of ticks behind
+(``EventLog.replay`` from a cursor ``--behind`` ticks back, the most the log holds by
+default), as a stream that left a write half done does.
+
     python -m bench.feed_path
     python -m bench.feed_path --general
 """
@@ -30,8 +34,8 @@ _READ_SIZE = 256 * 1024  # as a worker reads its feed
 
 
 def measure(*, symbols: int, ticks: int, streams: int, watch: int, general: bool,
-            seed: int) -> dict[str, float]:
-    """Microseconds a tick for each stage, one run."""
+            seed: int, behind: int) -> dict[str, float]:
+    """Microseconds a tick for each stage, and a stream's catch-up, one run."""
     companies = universe.create(symbols, seed=seed)
     market = model.Market(companies, random.Random(seed), rate=20_000)
     lines = b"".join(tick_line(market.next_tick(1_000 + n)) for n in range(ticks))
@@ -40,8 +44,9 @@ def measure(*, symbols: int, ticks: int, streams: int, watch: int, general: bool
     groups = Subscriptions()
     names = [c.symbol for c in companies]
     rng = random.Random(seed)
-    for _ in range(streams):
-        groups.join((frozenset(rng.sample(names, watch)), None), log.generation)
+    watchlists = [frozenset(rng.sample(names, watch)) for _ in range(streams)]
+    for key in watchlists:
+        groups.join((key, None), log.generation)
     reader = FeedReader("unix:/nonexistent/feed.sock", log, lambda: None)
     reader.apply(wire.hello("bench", 0, [c.listing() for c in companies], 20_000.0))
     reader.apply(wire.snapshot(0, market.quotes))
@@ -56,9 +61,15 @@ def measure(*, symbols: int, ticks: int, streams: int, watch: int, general: bool
     indexed = time.perf_counter()
     if log.head != ticks:
         raise RuntimeError(f"the log holds {log.head} ticks, not {ticks}")
+    cursor = max(log.oldest, log.head - behind)
+    caught = time.perf_counter()
+    for key in watchlists:
+        log.replay(cursor, key)
+    done = time.perf_counter()
     per_tick = 1e6 / ticks
     return {"decode": (decoded - started) * per_tick, "apply": (applied - decoded) * per_tick,
-            "index": (indexed - applied) * per_tick, "total": (indexed - started) * per_tick}
+            "index": (indexed - applied) * per_tick, "total": (indexed - started) * per_tick,
+            "catch-up a stream": (done - caught) * 1e6 / streams}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -68,16 +79,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--streams", type=int, default=5_000)
     parser.add_argument("--watch", type=int, default=20, help="symbols per watchlist")
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--behind", type=int, default=20_000,
+                        help="ticks a catching-up stream is behind (TICKER_LOG_SIZE's default)")
     parser.add_argument("--general", action="store_true",
                         help="read every tick line the general way (JSON)")
     args = parser.parse_args(argv)
     runs = [measure(symbols=args.symbols, ticks=args.ticks, streams=args.streams,
-                    watch=args.watch, general=args.general, seed=run + 1)
+                    watch=args.watch, general=args.general, seed=run + 1,
+                    behind=args.behind)
             for run in range(args.runs)]
     path = "general (JSON)" if args.general else "tick lines read as they are"
     figures = "  ".join(f"{stage} {statistics.median(r[stage] for r in runs):.2f}"
                         for stage in runs[0])
-    print(f"{path}: us a tick, median of {args.runs}: {figures}")
+    print(f"{path}: us (a tick; the last, a stream), median of {args.runs}: {figures}")
 
 
 if __name__ == "__main__":

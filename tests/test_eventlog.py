@@ -1,8 +1,11 @@
 """The event log: contiguous history, exact replay, snapshots, ids and conflation bounds."""
 
 import json
+import string
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from simulator.wire import Tick
 from tests.sse_client import Parser
@@ -62,6 +65,41 @@ def test_replay_is_exact_and_filtered():
     body, count = log.replay(4, None)
     assert [e.id for e in events(body)] == [f"ep1-{n}" for n in range(5, 13)] and count == 8
     assert log.replay(12, None) == (b"", 0)
+
+
+MANY = [{"symbol": s, "name": s, "sector": "Tech"} for s in string.ascii_uppercase]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    capacity=st.integers(1, 40),
+    ticks=st.lists(st.sampled_from(string.ascii_uppercase[:12]), max_size=150),
+    backfilled=st.integers(0, 30),
+    data=st.data(),
+)
+def test_replay_and_latest_are_what_reading_every_entry_gives(capacity, ticks, backfilled,
+                                                              data):
+    """However the log was filled and trimmed, and whichever way a replay finds its
+    frames (every entry, or each symbol's seqs), it is every entry in between for the
+    symbols asked, in order."""
+    log = EventLog(capacity)
+    start = backfilled
+    log.reset("ep1", start, MANY, [quote(c["symbol"], start) for c in MANY])
+    for seq, symbol in enumerate(ticks, start=start + 1):
+        log.append(tick(symbol, seq))
+    log.backfill([tick(MANY[seq % 5]["symbol"], seq) for seq in range(1, start + 1)])
+    cursor = data.draw(st.integers(log.oldest, log.head), label="cursor")
+    until = data.draw(st.integers(cursor, log.head + 3), label="until")
+    symbols = data.draw(st.none() | st.frozensets(st.sampled_from(string.ascii_uppercase)),
+                        label="symbols")
+    between = [(seq, symbol, frame) for seq, symbol, frame in log.since(cursor)
+               if seq <= until and (symbols is None or symbol in symbols)]
+    assert log.replay(cursor, symbols, until) == (
+        b"".join(frame for _, _, frame in between), len(between))
+    newest = {symbol: (seq, frame) for seq, symbol, frame in between}
+    kept = sorted(newest.values())
+    assert log.latest(cursor, symbols, until) == (
+        b"".join(frame for _, frame in kept), len(kept), len(between) - len(kept))
 
 
 def test_since_gives_the_entries_after_a_cursor_and_replay_stops_where_asked():

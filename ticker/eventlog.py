@@ -7,6 +7,12 @@ never own queues: each keeps a cursor (the last seq it was sent), and what piled
 since is read from here and written in one go. A cursor that has fallen off the tail of
 the log, or belongs to an older feed generation, gets a snapshot instead (conflation).
 
+What a stream of a few symbols missed is found through each symbol's seqs, not by reading
+every tick since its cursor: in a market of thousands of listings, a watchlist of twenty
+that is a second behind is owed a few dozen of the twenty thousand ticks in between, and
+catching up costs those few dozen, so a worker that falls behind in a busy moment does
+not fall further for it.
+
 Ids are ``EPOCH-SEQ``: both come from the feed source, so every worker and every
 instance names the same tick the same way, and a reconnect can resume anywhere. Ticks
 from before the log's first entry (the market's replay, read when a worker boots) are
@@ -20,7 +26,9 @@ Pure: no I/O, no clock, no gevent. The fan-out and the feed reader drive it.
 
 from __future__ import annotations
 
+import itertools
 import json
+from collections import deque
 from collections.abc import Container, Iterable, Sequence
 
 from simulator.wire import Tick
@@ -48,6 +56,9 @@ class EventLog:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
         self.capacity = capacity
+        # Entries beyond the capacity go in batches of this many: each tick pays the same
+        # to go, and the worker stalls a moment per batch, not once for a whole log.
+        self._slack = max(1, capacity // 16)
         self.epoch: str | None = None
         self.rate = 0.0
         self.feed_up = False
@@ -56,6 +67,7 @@ class EventLog:
         self.universe: dict[str, dict] = {}
         self._latest: dict[str, bytes] = {}  # symbol: its latest quote, as JSON
         self._entries: list[tuple[int, str, bytes]] = []
+        self._seqs: dict[str, deque[int]] = {}  # each symbol's seqs in the log, in order
 
     # Writing ------------------------------------------------------------------------
 
@@ -73,6 +85,7 @@ class EventLog:
             if quote["symbol"] in self.universe
         }
         self._entries = []
+        self._seqs = {}
 
     def append(self, tick: Tick) -> bytes:
         """Record one tick and return its ``price`` frame.
@@ -88,10 +101,24 @@ class EventLog:
         self._latest[symbol] = tick.data
         frame = self._frame(tick)
         self._entries.append((seq, symbol, frame))
-        if len(self._entries) >= 2 * self.capacity:
-            del self._entries[: len(self._entries) - self.capacity]
+        seqs = self._seqs.get(symbol)
+        if seqs is None:
+            seqs = self._seqs[symbol] = deque()
+        seqs.append(seq)
+        if len(self._entries) >= self.capacity + self._slack:
+            self._forget(len(self._entries) - self.capacity)
         self.head = seq
         return frame
+
+    def _forget(self, count: int) -> None:
+        """The oldest ``count`` entries go, and their seqs, each its symbol's oldest."""
+        seqs_of = self._seqs
+        for _, symbol, _ in itertools.islice(self._entries, count):
+            seqs = seqs_of[symbol]
+            seqs.popleft()
+            if not seqs:
+                del seqs_of[symbol]
+        del self._entries[:count]
 
     def backfill(self, ticks: list[Tick]) -> int:
         """Put older ticks, in seq order and ending just before the oldest entry, in front.
@@ -115,6 +142,8 @@ class EventLog:
                 raise GapError(f"backfill breaks at seq {tick.seq}")
             older.append((tick.seq, tick.symbol, self._frame(tick)))
         self._entries[:0] = older
+        for seq, symbol, _ in reversed(older):
+            self._seqs.setdefault(symbol, deque()).appendleft(seq)
         return len(older)
 
     def _frame(self, tick: Tick) -> bytes:
@@ -167,16 +196,7 @@ class EventLog:
                until: int | None = None) -> tuple[bytes, int]:
         """The frames after ``cursor`` up to ``until`` (the head) for ``symbols``, in order,
         and how many."""
-        until = self.head if until is None else min(until, self.head)
-        if cursor >= until:
-            return b"", 0
-        start = len(self._entries) - (self.head - cursor)
-        end = len(self._entries) - (self.head - until)
-        if symbols is None:
-            frames = [frame for _, _, frame in self._entries[start:end]]
-        else:
-            wanted = frozenset(symbols)
-            frames = [frame for _, sym, frame in self._entries[start:end] if sym in wanted]
+        frames = [frame for _, _, frame in self._between(cursor, until, symbols)]
         return b"".join(frames), len(frames)
 
     def latest(self, cursor: int, symbols: Iterable[str] | None,
@@ -184,20 +204,42 @@ class EventLog:
         """Conflated ``replay``: the latest frame of each symbol that ticked after ``cursor``
         up to ``until``, in seq order; how many, and how many ticks that leaves out.
         ``skip``: symbols whose latest comes from elsewhere (left out, and not counted)."""
-        until = self.head if until is None else min(until, self.head)
-        if cursor >= until:
-            return b"", 0, 0
-        start = len(self._entries) - (self.head - cursor)
-        end = len(self._entries) - (self.head - until)
-        wanted = None if symbols is None else frozenset(symbols)
         newest: dict[str, tuple[int, bytes]] = {}
         ticks = 0
-        for seq, symbol, frame in self._entries[start:end]:
-            if (wanted is None or symbol in wanted) and symbol not in skip:
+        for seq, symbol, frame in self._between(cursor, until, symbols):
+            if symbol not in skip:
                 newest[symbol] = (seq, frame)
                 ticks += 1
         kept = sorted(newest.values())
         return b"".join(frame for _, frame in kept), len(kept), ticks - len(kept)
+
+    def _between(self, cursor: int, until: int | None,
+                 symbols: Iterable[str] | None) -> list[tuple[int, str, bytes]]:
+        """The entries after ``cursor`` up to ``until`` (the head) of ``symbols``, in seq
+        order: read one by one when that costs less (every symbol, or fewer ticks in
+        between than symbols), else found through each symbol's seqs."""
+        until = self.head if until is None else min(until, self.head)
+        if cursor >= until:
+            return []
+        entries = self._entries
+        start = len(entries) - (self.head - cursor)
+        end = len(entries) - (self.head - until)
+        if symbols is None:
+            return entries[start:end]
+        if not isinstance(symbols, (set, frozenset)):
+            symbols = frozenset(symbols)
+        if end - start <= len(symbols):
+            return [entry for entry in entries[start:end] if entry[1] in symbols]
+        found = []
+        for symbol in symbols:
+            for seq in reversed(self._seqs.get(symbol, ())):
+                if seq <= cursor:
+                    break
+                if seq <= until:
+                    found.append(seq)
+        found.sort()
+        first = self.head - len(entries) + 1  # seqs are contiguous: entry i is first + i
+        return [entries[seq - first] for seq in found]
 
     def frames(self, ticks: Iterable[Tick], symbols: Iterable[str] | None) -> tuple[bytes, int]:
         """``price`` frames for ticks from elsewhere (older than the log), framed as
