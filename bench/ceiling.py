@@ -110,7 +110,7 @@ class Ceiling:
             while data := sock.recv(256 * 1024):
                 for message in decoder.feed(data):
                     if isinstance(message, wire.Tick):
-                        self._tick(message)
+                        self.tick(message)
                     elif isinstance(message, dict):
                         self._apply(message)
                 self.wake.set()
@@ -121,7 +121,8 @@ class Ceiling:
             self._owe(group, down)
         self.wake.set()
 
-    def _tick(self, tick: wire.Tick) -> None:
+    def tick(self, tick: wire.Tick) -> None:
+        """A tick from the market: its frame goes to the groups that want it."""
         self.quotes[tick.symbol] = tick.data
         self.head = tick.seq
         frame = sse.encode_line(tick.data, event="price", id=f"{self.epoch}-{self.head}")
@@ -136,7 +137,7 @@ class Ceiling:
     def _apply(self, message: dict) -> None:
         kind = message.get("type")
         if kind == "tick":
-            self._tick(wire.parse_tick(message))
+            self.tick(wire.parse_tick(message))
         elif kind == "hello":
             self.epoch = wire.parse_hello(message)[0]
         elif kind == "snapshot":
@@ -173,6 +174,11 @@ class Ceiling:
         snapshot = sse.encode_line(b'{"quotes":[%s]}' % quotes, event="snapshot",
                                    id=f"{self.epoch}-{self.head}")
         status = sse.encode('{"feed":"up"}', event="status")
+        client = self.join(sock, key, _HEADERS + _chunk(_RETRY + snapshot + status))
+        client.done.wait()
+
+    def join(self, sock: socket.socket, key: frozenset[str] | None, first: bytes) -> _Client:
+        """A socket that takes ``key``'s frames from now on, after ``first``."""
         group = self.groups.get(key)
         if group is None:
             group = self.groups[key] = _Group()
@@ -180,13 +186,14 @@ class Ceiling:
                 self.by_symbol.setdefault(symbol, []).append(group)
             if key is None:
                 self.every.append(group)
-        client = _Client(sock, group, _HEADERS + _chunk(_RETRY + snapshot + status))
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as gunicorn's sockets
+        client = _Client(sock, group, first)
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as gunicorn's
         sock.setblocking(False)
         group.members[client] = group.end  # its snapshot holds every frame so far
         self.behind[client] = None
         self.wake.set()
-        client.done.wait()
+        return client
 
     def sweep(self) -> None:
         """Forever: wait for frames, serve the groups that have some, pause like ticker."""
@@ -194,30 +201,33 @@ class Ceiling:
             due = self.quiet.next_due(self.heartbeat_s)
             self.wake.wait(None if due is None else max(0.0, due - time.monotonic()))
             self.wake.clear()
-            now = time.monotonic()
-            self.passes += 1
-            later = []
-            self.slice_start = time.monotonic()
-            while self.dirty:
-                # Taken whole (popping a dict's first key is O(n) in CPython); the groups
-                # that get frames while this batch is served form the next one.
-                batch, self.dirty = self.dirty, {}
-                for group in batch:
-                    if group.served == self.passes:
-                        later.append(group)  # more since it was served: the next pass
-                        continue
-                    group.served, group.queued = self.passes, False
-                    self._serve(group, now)
-                    self._turn()
-            for group in later:
-                self.dirty[group] = None
-            behind, self.behind = self.behind, {}
-            for client in behind:
-                self._write(client, b"", now)
-            self._heartbeats(now)
+            self.sweep_once(time.monotonic())
             if self.dirty or self.behind:
                 self.wake.set()
             gevent.sleep(self.min_pause)
+
+    def sweep_once(self, now: float) -> None:
+        """One pass: the groups with frames waiting, the sockets behind, the heartbeats."""
+        self.passes += 1
+        later = []
+        self.slice_start = time.monotonic()
+        while self.dirty:
+            # Taken whole (popping a dict's first key is O(n) in CPython); the groups
+            # that get frames while this batch is served form the next one.
+            batch, self.dirty = self.dirty, {}
+            for group in batch:
+                if group.served == self.passes:
+                    later.append(group)  # more since it was served: the next pass
+                    continue
+                group.served, group.queued = self.passes, False
+                self._serve(group, now)
+                self._turn()
+        for group in later:
+            self.dirty[group] = None
+        behind, self.behind = self.behind, {}
+        for client in behind:
+            self._write(client, b"", now)
+        self._heartbeats(now)
 
     def _turn(self) -> bool:
         """Let the feed reader run if the sweeper has had the loop for ``_GIVE_WAY_S``."""

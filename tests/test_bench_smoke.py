@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import feed_path, latency, run, slow
+from bench import feed_path, latency, run, slow, sweep_cost
 from bench.framing import ResponseReader, items
 from bench.profile import summary
 
@@ -118,7 +118,16 @@ def test_max_rate_figures_count_prices_and_injections():
 @pytest.mark.parametrize("general", [False, True], ids=["as-they-are", "general"])
 def test_the_feed_path_benchmark_puts_every_tick_in_the_log(general):
     figures = feed_path.measure(symbols=300, ticks=2_000, streams=100, watch=5,
-                                general=general, seed=1)
-    assert set(figures) == {"decode", "apply", "index", "total"}
+                                general=general, seed=1, behind=1_000)
+    assert set(figures) == {"decode", "apply", "index", "total", "catch-up a stream"}
     assert all(value > 0 for value in figures.values())
     assert figures["total"] >= figures["decode"] + figures["apply"]
+
+
+@pytest.mark.parametrize("symbols", [0, 5], ids=["every-symbol", "5-of-100"])
+def test_the_sweep_cost_benchmark_has_both_sweepers_write_the_same_bytes(symbols):
+    # measure() raises if a pass of the two wrote different bytes
+    figures = sweep_cost.measure(streams=60, symbols=symbols, universe=100, ticks=200,
+                                 passes=6, seed=1)
+    assert set(figures) == {"ticker", "ceiling"}
+    assert all(value > 0 for value in figures.values())
