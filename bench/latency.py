@@ -11,7 +11,9 @@ built with the machine's C compiler into the run's temporary directory.
 Each run starts its own market and server as ``python -m bench`` does (the server pinned
 to CPU 0, the market and the reader to CPU 1), opens the workload's streams (the same
 choice of symbols), warms up, and measures a window; the table gives the medians of the
-runs, for ticker and for the ceiling, with ticker's pass (its own share) beside them.
+runs, for ticker and for the ceiling, with ticker's pass (its own share) beside them, and
+the snapshots ticker sent in the windows (conflations: every stream is open before a
+window begins), the most of any run.
 
     python -m bench.latency --workloads B,X --runs 3
 """
@@ -106,9 +108,16 @@ def _median(runs: list[dict], *keys: str) -> float | None:
     return statistics.median(values) if values else None
 
 
+def _most(runs: list[dict], key: str) -> str:
+    """The largest of a figure over the runs ("-" where the server does not tell it)."""
+    values = [run[key] for run in runs if run.get(key) is not None]
+    return f"{max(values):,.0f}" if values else "-"
+
+
 def table(rows: list[tuple[Workload, dict[str, list[dict]]]]) -> str:
     head = ("| workload | server | streams | events/s | p50 ms | p99 ms | max ms "
-            "| pass p50/p99 ms | server core +starved | reader core | load | p99 target |")
+            "| pass p50/p99 ms | conflations | server core +starved | reader core | load "
+            "| p99 target |")
     lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
     limits = {"L": 5, "B": 60, "X": 120, "S": 250, "W": 150}
     for work, runs in rows:
@@ -127,6 +136,7 @@ def table(rows: list[tuple[Workload, dict[str, list[dict]]]]) -> str:
                 f"| {_median(r, 'events_per_s'):,.0f} | {_median(r, 'latency_ms', 'p50')} "
                 f"| {p99}{ratio} | {_median(r, 'latency_ms', 'max')} "
                 f"| {_median(r, 'pass_ms', 'p50') or '-'}/{_median(r, 'pass_ms', 'p99') or '-'} "
+                f"| {_most(r, 'server_snapshots')} "
                 f"| {_median(r, 'server_core'):.0%} +{_median(r, 'server_starved'):.0%} "
                 f"| {_median(r, 'reader_cpu'):.0%} | {_median(r, 'loadavg_start'):.1f} "
                 f"| {verdict} |")

@@ -107,8 +107,9 @@ def measure(kind: str, work: Workload, tmp: Path, *, seed: int, warmup: float,
 
 class Window:
     """The server as a measured window begins and ends (called with "start" and "end"):
-    its CPU, its wait for a CPU, the machine's load and ticker's passes; with ``profile``,
-    ``py-spy record`` of it during the window (from CPU 1, beside the load)."""
+    its CPU, its wait for a CPU, the machine's load, ticker's passes and the snapshots it
+    sent (conflations, once every stream is open); with ``profile``, ``py-spy record`` of
+    it during the window (from CPU 1, beside the load)."""
 
     def __init__(self, kind: str, server: procs.Server, pid: int, seconds: float,
                  profile: Path | None = None) -> None:
@@ -116,13 +117,14 @@ class Window:
         self.seconds, self.profile = seconds, profile
         self.marks: dict[str, tuple[float, float, float, float]] = {}
         self.passes: dict[str, dict[float, float] | None] = {}
+        self.snapshots: dict[str, float | None] = {}
         self.profiler: Profiler | None = None
 
     def __call__(self, edge: str) -> None:
         self.marks[edge] = (time.monotonic(), procs.cpu_seconds(self.pid),
                             procs.runqueue_seconds(self.pid), procs.loadavg())
         if self.kind == "ticker":
-            self.passes[edge] = _pass_buckets(self.server)
+            self.passes[edge], self.snapshots[edge] = _ticker_metrics(self.server)
         if edge == "start" and self.profile is not None:
             self.profiler = Profiler(self.pid, self.profile, self.seconds, cpu=1)
 
@@ -139,8 +141,10 @@ class Window:
         (t0, cpu0, queued0, load0), (t1, cpu1, queued1, load1) = (
             self.marks["start"], self.marks["end"])
         cpu = cpu1 - cpu0
+        snapshots = self.snapshots.get("start"), self.snapshots.get("end")
         return dict(
             pass_ms=_pass_quantiles(self.passes.get("start"), self.passes.get("end")),
+            server_snapshots=None if None in snapshots else snapshots[1] - snapshots[0],
             # The machine's 1-minute load average as the window began and ended: it is shared.
             loadavg_start=load0, loadavg_end=load1,
             server_cpu_s=cpu, server_core=cpu / (t1 - t0),
@@ -151,18 +155,21 @@ class Window:
         )
 
 
-def _pass_buckets(server: procs.Server) -> dict[float, float] | None:
-    """ticker's ``ticker_pass_seconds`` histogram now: upper bound to cumulative count."""
+def _ticker_metrics(server: procs.Server) -> tuple[dict[float, float] | None, float | None]:
+    """ticker's ``ticker_pass_seconds`` histogram now (upper bound to cumulative count),
+    and its ``ticker_snapshots_sent_total``."""
     try:
         text = server.get("/metrics", timeout=10)[1].decode()
     except OSError:
-        return None
-    buckets = {}
+        return None, None
+    buckets, snapshots = {}, None
     for line in text.splitlines():
         if line.startswith('ticker_pass_seconds_bucket{le="'):
             bound, _, count = line.removeprefix('ticker_pass_seconds_bucket{le="').partition('"} ')
             buckets[float(bound)] = float(count)
-    return buckets
+        elif line.startswith("ticker_snapshots_sent_total "):
+            snapshots = float(line.split()[1])
+    return buckets, snapshots
 
 
 def _pass_quantiles(start: dict | None, end: dict | None) -> dict:

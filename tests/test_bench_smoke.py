@@ -68,6 +68,7 @@ def test_the_compiled_reader_counts_every_price_and_how_late(kind, symbols, read
         assert result["events_per_s"] > 0
     assert 0 <= result["latency_ms"]["p50"] <= result["latency_ms"]["p99"] <= 1_000
     assert (result["pass_ms"]["p50"] is not None) == (kind == "ticker")
+    assert result["server_snapshots"] == (0 if kind == "ticker" else None), "no conflation"
 
 
 def test_the_reader_is_given_each_workloads_choice_of_symbols():
