@@ -24,6 +24,8 @@ from gevent import socket
 
 from bench.ceiling import Ceiling
 from bench.loadgen import raise_nofile
+from simulator import model
+from simulator import universe as listings
 from simulator.wire import Tick
 from ticker import admission, turns
 from ticker.eventlog import EventLog
@@ -32,12 +34,6 @@ from ticker.fanout import Fanout
 __all__ = ["main", "measure"]
 
 _EPOCH = "bench"
-
-
-def _quote(symbol: str, seq: int) -> dict:
-    return {"symbol": symbol, "price": 10.5, "open": 10.0, "high": 11.0, "low": 9.0,
-            "change": 0.5, "change_pct": 5.0, "volume": seq * 100, "size": 100,
-            "ts": 1_700_000_000_000 + seq, "seq": seq}
 
 
 def _drain(peers: list[socket.socket]) -> int:
@@ -54,19 +50,22 @@ def _drain(peers: list[socket.socket]) -> int:
 
 def measure(*, streams: int, symbols: int, universe: int, ticks: int, passes: int,
             seed: int) -> dict[str, float]:
-    """Median CPU microseconds a stream a pass, for ticker and the ceiling.
+    """Median CPU microseconds a stream a pass, for ticker and the ceiling, on the
+    simulator's market (its activity by symbol).
 
     Raises:
         RuntimeError: the two did not write the same bytes in a pass (the same frames,
             chunked the same way): they did not do the same work.
     """
-    names = [f"S{n}" for n in range(universe)]
+    companies = listings.create(universe, seed=seed)
+    market = model.Market(companies, random.Random(seed), rate=1_000)
+    names = [company.symbol for company in companies]
     rng = random.Random(seed)
     keys = [None if not symbols else frozenset(rng.sample(names, symbols))
             for _ in range(streams)]
     log = EventLog(max(100_000, ticks * 4))
-    log.reset(_EPOCH, 0, [{"symbol": s, "name": s, "sector": "-"} for s in names],
-              [_quote(s, 0) for s in names], rate=1_000.0)
+    log.reset(_EPOCH, 0, [company.listing() for company in companies], market.quotes,
+              rate=1_000.0)
     log.feed_up = True
     fanout = Fanout(log, max_streams=streams, max_streams_per_client=streams, heartbeat_s=10,
                     retry_ms=2_000, flush_ms=2, stall_s=30, catch_up_bytes=1 << 20)
@@ -95,13 +94,9 @@ def measure(*, streams: int, symbols: int, universe: int, ticks: int, passes: in
         for kind in peers:
             _drain(peers[kind])
         costs: dict[str, list[float]] = {"ticker": [], "ceiling": []}
-        seq = 0
         for number in range(passes):
             written = {}
-            quotes = []
-            for _ in range(ticks):
-                seq += 1
-                quotes.append(_quote(names[seq % universe], seq))
+            quotes = [market.next_tick(1_000 * (number + 1)) for _ in range(ticks)]
             for kind in (("ticker", "ceiling") if number % 2 else ("ceiling", "ticker")):
                 for quote in quotes:
                     tick = Tick.of(quote)
