@@ -4,8 +4,8 @@ The sweeper's only contact with sockets. Nothing here waits: a write takes what 
 kernel (or the TLS layer) accepts now, and says how much that was.
 
 A plain stream is written through the operating system's socket under gevent's wrapper,
-which gevent keeps non-blocking: one call a write instead of three, with nothing of
-gevent's wrapper changed under gunicorn. It is still the socket object, never its
+which gevent keeps non-blocking: the wrapper's own ``send`` is skipped on every write, and
+nothing of the wrapper gunicorn holds is changed. It is still the socket object, never its
 descriptor: once gunicorn closes the socket, a write fails, and cannot reach a new
 connection that was given the same descriptor number.
 """
