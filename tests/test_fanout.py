@@ -252,6 +252,31 @@ def test_a_reader_that_falls_behind_briefly_gets_every_tick(fanout, log, clock):
     assert client.stream in client.stream.group.in_step and not client.stream.paced
 
 
+def test_a_reader_that_takes_all_it_is_given_is_not_paced_when_a_pass_owes_more_than_a_write(
+    clock,
+):
+    log = EventLog(10_000)
+    log.reset("ep1", 0, UNIVERSE, [quote(s, 0) for s in ("AAA", "BBB", "CCC")], rate=50.0)
+    log.feed_up = True
+    fanout = Fanout(log, max_streams=3, max_streams_per_client=2, heartbeat_s=HEARTBEAT_S,
+                    retry_ms=2000, flush_ms=2, stall_s=STALL_S, catch_up_bytes=1 << 20,
+                    clock=clock)
+    client = Client(fanout)
+    fanout.sweep(clock.now)
+    client.read()
+    buffer = client.server.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+    # Passes that owe ~130 KiB, four times what its socket takes at once, then calmer ones.
+    for count in (700,) * 6 + (100,) * 4:
+        tick(log, count, pad=10**12)
+        fanout.sweep(clock.now)
+        client.read()  # the reader takes all it was given before the next pass
+        assert not client.stream.paced, "a reader that keeps up is not a slow one"
+    assert client.server.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) > buffer, "widened"
+    assert client.stream in client.stream.group.in_step, "one write a pass carries it again"
+    assert not [e for e in client.read() if e.type == "snapshot"][1:], "never conflated"
+    assert client.prices() == list(range(1, log.head + 1)), "every tick, in order, once"
+
+
 def test_a_slow_reader_is_conflated_to_the_latest_state_and_told_so(fanout, log, clock):
     client = Client(fanout)
     for _ in range(60):  # the market runs far ahead of a reader that takes 4 KiB a pass

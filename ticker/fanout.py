@@ -16,8 +16,11 @@ load passes run back to back, each carrying more, so writes per stream stay boun
 while events per write grow, and a tick waits at most about one pass.
 
 A stream that leaves a write half done leaves its group, drains and catches up from the
-log on its own. A reader slower than the market (a slow link, or a client that reads
-slowly), one that has still not taken the rest at the sweeper's next look, is *paced*: its
+log on its own. If its reader took all its socket held by the sweeper's next look, the
+write was only larger than a socket takes at once (a busy watchlist in a long pass): its
+kernel buffer is widened, up to 64 KiB, so that one write a pass carries what a pass owes.
+A reader slower than the market (a slow link, or a client that reads slowly), one whose
+socket still holds what it was given at the sweeper's next look, is *paced*: its
 kernel buffer shrinks to a few KiB, and it is written only when it has taken what it was
 sent (its send queue is nearly empty), then with the latest state (a ``lagging`` snapshot
 that counts the ticks it skipped) rather than the backlog whenever that state is the
@@ -65,6 +68,7 @@ __all__ = ["Fanout", "Refused", "Stream"]
 logger = logging.getLogger(__name__)
 
 _SEND_BUFFER = 16 * 1024  # what waits in it is stale: kept small
+_WIDEST_BUFFER = 64 * 1024  # the most a reader that takes all it is given is widened to
 _PACED_BUFFER = 4 * 1024  # a paced stream's kernel buffer: little stale data in flight
 _PACE_BYTES = 16 * 1024  # what a paced stream may be owed and still get exactly, not conflated
 _FREED_AFTER_S = 5.0  # a paced stream that took every tick exactly this long keeps up again
@@ -410,10 +414,17 @@ class Fanout:
 
     def _tend(self, stream: Stream, now: float, tally: _Tally) -> None:
         """Bring one stream up to its group: drain, catch up or snapshot, then join it."""
-        if stream.pending is not None and not self._drain(stream, now):
-            stream.behind_at = now
-            self._pace(stream, True)  # a reader slower than the market
-            return
+        if stream.pending is not None:
+            # Whether the reader took what its socket held: then the write was only larger
+            # than the socket takes at once, and one write a pass must carry what it owes.
+            taken = not stream.paced and writes.unsent(stream.sock) <= _PACED_BUFFER
+            if taken:
+                self._widen(stream)
+            if not self._drain(stream, now):
+                if not taken:
+                    stream.behind_at = now
+                    self._pace(stream, True)  # a reader slower than the market
+                return
         if stream.paced and not self._taken(stream, now):
             return
         log, group = self.log, stream.group
@@ -474,6 +485,15 @@ class Fanout:
         with contextlib.suppress(OSError):
             stream.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF,
                                    _PACED_BUFFER if paced else _SEND_BUFFER)
+
+    @staticmethod
+    def _widen(stream: Stream) -> None:
+        """Double the kernel buffer of a stream whose reader took all it was given, up to
+        ``_WIDEST_BUFFER``: what waits there is not stale while the reader keeps up."""
+        with contextlib.suppress(OSError):
+            held = stream.sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+            if held < 2 * _WIDEST_BUFFER:  # Linux reports twice what was set
+                stream.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, held)
 
     def _taken(self, stream: Stream, now: float) -> bool:
         """Whether a paced stream has taken what it was sent (its queue nearly empty).
