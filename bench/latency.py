@@ -108,6 +108,10 @@ def _median(runs: list[dict], *keys: str) -> float | None:
     return statistics.median(values) if values else None
 
 
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
 def _most(runs: list[dict], key: str) -> str:
     """The largest of a figure over the runs ("-" where the server does not tell it)."""
     values = [run[key] for run in runs if run.get(key) is not None]
@@ -127,15 +131,16 @@ def table(rows: list[tuple[Workload, dict[str, list[dict]]]]) -> str:
             if not r:
                 continue
             p99 = _median(r, "latency_ms", "p99")
-            ratio = f" ({p99 / ceiling_p99:.2f}x)" if kind == "ticker" and ceiling_p99 else ""
+            ratio = (f" ({p99 / ceiling_p99:.2f}x)" if kind == "ticker" and p99 and ceiling_p99
+                     else "")
             limit = limits.get(work.name)
             verdict = "" if kind != "ticker" or limit is None else (
-                f"{limit} ms: " + ("met" if p99 <= limit else "missed"))
+                f"{limit} ms: " + ("met" if p99 is not None and p99 <= limit else "missed"))
             lines.append(
                 f"| {work.name} {work.title} | {kind} | {_median(r, 'opened'):,.0f} "
-                f"| {_median(r, 'events_per_s'):,.0f} | {_median(r, 'latency_ms', 'p50')} "
-                f"| {p99}{ratio} | {_median(r, 'latency_ms', 'max')} "
-                f"| {_median(r, 'pass_ms', 'p50') or '-'}/{_median(r, 'pass_ms', 'p99') or '-'} "
+                f"| {_median(r, 'events_per_s'):,.0f} | {_ms(_median(r, 'latency_ms', 'p50'))} "
+                f"| {_ms(p99)}{ratio} | {_ms(_median(r, 'latency_ms', 'max'))} "
+                f"| {_ms(_median(r, 'pass_ms', 'p50'))}/{_ms(_median(r, 'pass_ms', 'p99'))} "
                 f"| {_most(r, 'server_snapshots')} "
                 f"| {_median(r, 'server_core'):.0%} +{_median(r, 'server_starved'):.0%} "
                 f"| {_median(r, 'reader_cpu'):.0%} | {_median(r, 'loadavg_start'):.1f} "

@@ -208,25 +208,24 @@ def _metrics(text: bytes) -> dict:
 
 
 def median_of(runs: list[dict]) -> dict:
-    """Each numeric figure's median over the runs that have it; the rest from the first run.
+    """Each numeric figure's median over the runs that have it (figures nested one level,
+    such as ``latency_ms``, each on its own); the rest from the first run.
 
     A figure a run could not measure (``None``: no events in its window, a market that
-    did not settle) is left out of its median rather than spoiling it.
+    did not settle, a server that does not tell it) is left out of its median rather than
+    spoiling it.
     """
+    def median(values: list, first):
+        numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        return statistics.median(numbers) if numbers else first
+
     merged = dict(runs[0])
-    for key in runs[0]:
-        values = [r[key] for r in runs
-                  if isinstance(r[key], (int, float)) and not isinstance(r[key], bool)]
-        if values:
-            merged[key] = statistics.median(values)
-    merged["latency_ms"] = {
-        k: statistics.median([r["latency_ms"][k] for r in runs if r["latency_ms"][k] is not None]
-                             or [None])
-        for k in runs[0]["latency_ms"]}
-    merged["pass_ms"] = {
-        k: statistics.median([r["pass_ms"][k] for r in runs if r["pass_ms"][k] is not None]
-                             or [None])
-        for k in ("p50", "p99")}
+    for key, first in runs[0].items():
+        if isinstance(first, dict):
+            merged[key] = {k: median([(r.get(key) or {}).get(k) for r in runs], v)
+                           for k, v in first.items()}
+        else:
+            merged[key] = median([r.get(key) for r in runs], first)
     merged["runs"] = len(runs)
     return merged
 
