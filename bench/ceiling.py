@@ -177,8 +177,8 @@ class Ceiling:
         client = self.join(sock, key, _HEADERS + _chunk(_RETRY + snapshot + status))
         client.done.wait()
 
-    def join(self, sock: socket.socket, key: frozenset[str] | None, first: bytes) -> _Client:
-        """A socket that takes ``key``'s frames from now on, after ``first``."""
+    def group_of(self, key: frozenset[str] | None) -> _Group:
+        """The group of ``key``'s sockets, made and indexed by symbol if it is new."""
         group = self.groups.get(key)
         if group is None:
             group = self.groups[key] = _Group()
@@ -186,6 +186,11 @@ class Ceiling:
                 self.by_symbol.setdefault(symbol, []).append(group)
             if key is None:
                 self.every.append(group)
+        return group
+
+    def join(self, sock: socket.socket, key: frozenset[str] | None, first: bytes) -> _Client:
+        """A socket that takes ``key``'s frames from now on, after ``first``."""
+        group = self.group_of(key)
         client = _Client(sock, group, first)
         if sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as gunicorn's

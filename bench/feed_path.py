@@ -6,6 +6,8 @@ median of ``--runs``: reading the lines into messages (``wire.Decoder``), applyi
 to the log (``FeedReader.apply``: check, frame, append) and handing the frames to the
 groups (``Subscriptions.add``). ``--general`` reads every line the general way (JSON
 decode, ``parse_quote``, JSON encode), as a worker reads a line in any other form.
+Beside them, the ceiling's own (``bench/ceiling.py``: frame each tick, hand it to the
+groups), which keeps no log: what ticker's log costs a tick is the difference.
 
 Besides, per stream: what catching up costs a watchlist that is a second of ticks behind
 (``EventLog.replay`` from a cursor ``--behind`` ticks back, the most the log holds by
@@ -22,6 +24,7 @@ import random
 import statistics
 import time
 
+from bench.ceiling import Ceiling
 from simulator import model, universe, wire
 from simulator.pump import tick_line
 from ticker.eventlog import EventLog
@@ -61,6 +64,18 @@ def measure(*, symbols: int, ticks: int, streams: int, watch: int, general: bool
     indexed = time.perf_counter()
     if log.head != ticks:
         raise RuntimeError(f"the log holds {log.head} ticks, not {ticks}")
+    ceiling = Ceiling("unix:/nonexistent/feed.sock")
+    ceiling.epoch = "bench"
+    for key in watchlists:
+        ceiling.group_of(key)
+    fast = wire.Decoder(ticks=True)  # the ceiling reads tick lines as they are
+    tick_lines = [message for data in reads for message in fast.feed(data)]
+    ticked = time.perf_counter()
+    for tick in tick_lines:
+        ceiling.tick(tick)
+    ceiling_done = time.perf_counter()
+    if ceiling.head != ticks:
+        raise RuntimeError(f"the ceiling got {ceiling.head} ticks, not {ticks}")
     cursor = max(log.oldest, log.head - behind)
     caught = time.perf_counter()
     for key in watchlists:
@@ -69,6 +84,7 @@ def measure(*, symbols: int, ticks: int, streams: int, watch: int, general: bool
     per_tick = 1e6 / ticks
     return {"decode": (decoded - started) * per_tick, "apply": (applied - decoded) * per_tick,
             "index": (indexed - applied) * per_tick, "total": (indexed - started) * per_tick,
+            "the ceiling's apply and index": (ceiling_done - ticked) * per_tick,
             "catch-up a stream": (done - caught) * 1e6 / streams}
 
 
