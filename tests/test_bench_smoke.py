@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import feed_path, latency, run, slow, sweep_cost
+from bench import feed_path, host, latency, run, slow, sweep_cost
 from bench.framing import ResponseReader, items
 from bench.profile import summary
 
@@ -132,4 +132,10 @@ def test_the_sweep_cost_benchmark_has_both_sweepers_write_the_same_bytes(symbols
     figures = sweep_cost.measure(streams=60, symbols=symbols, universe=100, ticks=200,
                                  passes=6, seed=1)
     assert set(figures) == {"ticker", "ceiling"}
+    assert all(value > 0 for value in figures.values())
+
+
+def test_the_host_probe_times_a_loopback_write_and_a_loop():
+    figures = host.measure(pairs=10, rounds=3)
+    assert set(figures) == {"send_recv_us", "python_loop_ms"}
     assert all(value > 0 for value in figures.values())
