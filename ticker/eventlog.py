@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections import deque
+from collections import defaultdict, deque
 from collections.abc import Container, Iterable, Sequence
 
 from simulator.wire import Tick
@@ -67,7 +67,8 @@ class EventLog:
         self.universe: dict[str, dict] = {}
         self._latest: dict[str, bytes] = {}  # symbol: its latest quote, as JSON
         self._entries: list[tuple[int, str, bytes]] = []
-        self._seqs: dict[str, deque[int]] = {}  # each symbol's seqs in the log, in order
+        # Each symbol's seqs in the log, in order (a symbol with none has no entry).
+        self._seqs: defaultdict[str, deque[int]] = defaultdict(deque)
 
     # Writing ------------------------------------------------------------------------
 
@@ -85,7 +86,7 @@ class EventLog:
             if quote["symbol"] in self.universe
         }
         self._entries = []
-        self._seqs = {}
+        self._seqs = defaultdict(deque)
 
     def append(self, tick: Tick) -> bytes:
         """Record one tick and return its ``price`` frame.
@@ -101,10 +102,7 @@ class EventLog:
         self._latest[symbol] = tick.data
         frame = self._frame(tick)
         self._entries.append((seq, symbol, frame))
-        seqs = self._seqs.get(symbol)
-        if seqs is None:
-            seqs = self._seqs[symbol] = deque()
-        seqs.append(seq)
+        self._seqs[symbol].append(seq)
         if len(self._entries) >= self.capacity + self._slack:
             self._forget(len(self._entries) - self.capacity)
         self.head = seq
@@ -143,7 +141,7 @@ class EventLog:
             older.append((tick.seq, tick.symbol, self._frame(tick)))
         self._entries[:0] = older
         for seq, symbol, _ in reversed(older):
-            self._seqs.setdefault(symbol, deque()).appendleft(seq)
+            self._seqs[symbol].appendleft(seq)
         return len(older)
 
     def _frame(self, tick: Tick) -> bytes:

@@ -417,11 +417,11 @@ class Fanout:
         if stream.pending is not None:
             # Whether the reader took what its socket held: then the write was only larger
             # than the socket takes at once, and one write a pass must carry what it owes.
-            taken = not stream.paced and writes.unsent(stream.sock) <= _PACED_BUFFER
-            if taken:
+            read_all = not stream.paced and writes.unsent(stream.sock) <= _PACED_BUFFER
+            if read_all:
                 self._widen(stream)
             if not self._drain(stream, now):
-                if not taken:
+                if not read_all:
                     stream.behind_at = now
                     self._pace(stream, True)  # a reader slower than the market
                 return
