@@ -5,12 +5,13 @@ Figures of speed are not asserted; the machine is shared."""
 from __future__ import annotations
 
 import argparse
+import statistics
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from bench import feed_path, host, latency, run, slow, sweep_cost
+from bench import feed_path, host, latency, run, send_size, slow, sweep_cost
 from bench.framing import ResponseReader, items
 from bench.profile import summary
 
@@ -139,3 +140,11 @@ def test_the_host_probe_times_a_loopback_write_and_a_loop():
     figures = host.measure(pairs=10, rounds=3)
     assert set(figures) == {"send_recv_us", "python_loop_ms"}
     assert all(value > 0 for value in figures.values())
+
+
+def test_one_send_on_loopback_tcp_takes_a_bounded_share_of_a_write_and_more_when_wider():
+    # What the fan-out's widening rests on: with the 16 KiB buffer a stream starts with,
+    # one send is cut short though the reader reads everything; a wider buffer takes more.
+    taken = send_size.measure([16 << 10, 64 << 10], tries=5)
+    assert 0 < max(taken[16 << 10]) < 256 << 10
+    assert statistics.median(taken[64 << 10]) > max(taken[16 << 10])

@@ -68,27 +68,3 @@ def test_a_tls_socket_is_written_through_its_tls_layer_with_a_zero_timeout(pair)
         writes.hand_back(tls)
         assert tls.gettimeout() is None
 
-
-def test_one_send_on_loopback_tcp_takes_a_bounded_share_of_a_write_however_fast_the_reader():
-    # Why the sweeper widens a stream's buffer rather than pace it (ticker/fanout.py): with
-    # the 16 KiB buffer a stream starts with, one send is cut short though the reader has
-    # read everything, and a wider buffer takes more.
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(1)
-    client = socket.create_connection(listener.getsockname())
-    server, _ = listener.accept()
-    taken = {}
-    try:
-        for size in (16 * 1024, 64 * 1024):
-            server.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
-            raw = writes.nonblocking(server)
-            taken[size] = writes.send(raw, b"x" * (1 << 20))
-            received = 0
-            while received < taken[size]:
-                received += len(client.recv(1 << 20))
-    finally:
-        for sock in (client, server, listener):
-            sock.close()
-    assert 0 < taken[16 * 1024] < 256 * 1024
-    assert taken[64 * 1024] > taken[16 * 1024]
